@@ -1,0 +1,794 @@
+// SPDX-License-Identifier: (Apache-2.0 OR GPL-2.0)
+/*
+ * Webb datapath: TC observers for ingress/egress plus a skb:kfree_skb tracepoint.
+ *
+ * Per packet: parse L2-L4, look the connection up in an LRU conntrack keyed by the
+ * normalized 5-tuple and interface, and emit a ring record only when something
+ * worth a flow happens (new connection, first reply, new SYN/FIN/RST in a direction,
+ * drops, L7 heads and their continuations). `cfg_aggregate = 0` emits every packet.
+ * Identities come from the LPM ipcache on the first packet and are cached in the
+ * conntrack entry, so established packets cost one hash lookup.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+#include "events.h"
+
+#define TC_ACT_UNSPEC (-1)
+#define TC_ACT_SHOT 2
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_HLEN 14
+/* IPv6 next-header values (uapi defines, absent from vmlinux.h). */
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_ICMPV6 58
+#define IPPROTO_DSTOPTS 60
+
+#define ID_WORLD 2
+#define SCRATCH_DATA 2048 /* power of two >= WEBB_CAP_MAX, for verifier masks */
+#define MAX_IPV6_EXT 8
+#define MAX_L3_OFF 512
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define SEEN_BIT 0x80
+
+/* Knobs (.rodata), set by the loader before load. */
+const volatile __u32 cfg_cap_len = 512;         /* snap length of L7 records */
+const volatile __u32 cfg_aggregate = 1;         /* 0 = emit every packet */
+const volatile __u64 cfg_wakeup_bytes = 262144; /* wake the reader past this much pending data */
+const volatile __u32 cfg_l7_max_segments = 8;   /* continuation segments per L7 head */
+const volatile __u32 cfg_l7_max_bytes = 16384;  /* payload bytes per L7 head */
+const volatile __u32 cfg_kdrop_all_netns = 0;   /* 1 = report kernel drops of every netns */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} EVENTS SEC(".maps");
+
+struct ct_key {
+	__u32 lo[4]; /* the numerically smaller (address, port) end */
+	__u32 hi[4];
+	__u16 port_lo;
+	__u16 port_hi;
+	__u32 ifindex;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct ct_entry {
+	__u32 id_lo; /* identity of the lo end */
+	__u32 id_hi;
+	__u32 rule_id;
+	__u16 drop_reason;
+	__u8 init_lo; /* the connection's first packet came from the lo end */
+	__u8 verdict;
+	__u8 match_type;
+	__u8 seen[2]; /* per direction (0 original, 1 reply): SEEN_BIT | SYN/FIN/RST seen */
+	__u8 l7_pending[2]; /* webb_l7_kind whose head is still incomplete */
+	__u8 l7_segs[2];
+	__u8 pad;
+	__u16 l7_bytes[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+} CT SEC(".maps");
+
+struct ipcache_key {
+	__u32 prefixlen; /* over the IPv4-mapped 128-bit address */
+	__u32 addr[4];
+};
+
+struct ipcache_value {
+	__u32 identity;
+	__u32 flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+} IPCACHE SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct webb_counters);
+} COUNTERS SEC(".maps");
+
+struct scratch {
+	struct webb_event ev;
+	__u8 data[SCRATCH_DATA];
+};
+
+/* Slot 0: TC programs; slot 1: kfree_skb (it may nest inside process context). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} SCRATCH SEC(".maps");
+
+/* netns inode -> 1: namespaces whose kernel drops are reported. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} WATCH_NETNS SEC(".maps");
+
+/* netns cookie -> netns inode, filled by the loader for every namespace it attaches in, so
+ * TC records name their namespace (ifindex alone is ambiguous across namespaces). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, __u32);
+} NETNS_INO SEC(".maps");
+
+/* ifindex -> netns inode of the attached interface (0 when two attached namespaces share
+ * the index): the fallback when the cookie cannot be trusted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} IFINDEX_NS SEC(".maps");
+
+struct pkt {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u32 seq;
+	__u32 payload_len;
+	__u16 sport;
+	__u16 dport;
+	__u16 l3_off;
+	__u16 l4_off;
+	__u16 payload_off;
+	__u16 ethertype;
+	__u8 family;
+	__u8 proto;
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 icmp_echo;
+};
+
+struct ip6_ext {
+	__u8 nexthdr;
+	__u8 hdrlen;
+	__u16 frag_off; /* fragment header only */
+};
+
+static __always_inline void set_v4(__u32 *dst, __u32 a)
+{
+	dst[0] = 0;
+	dst[1] = 0;
+	dst[2] = bpf_htonl(0xffff);
+	dst[3] = a;
+}
+
+/* Parses L2-L4 with direct packet access. Returns -1 on short/garbled headers. */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u32 off = ETH_HLEN;
+	__u8 nh;
+
+	if ((void *)(eth + 1) > end)
+		return -1;
+	p->ethertype = bpf_ntohs(eth->h_proto);
+	p->l3_off = ETH_HLEN;
+	if (p->ethertype == ETH_P_IP) {
+		struct iphdr *ip = data + off;
+		if ((void *)(ip + 1) > end)
+			return -1;
+		if (ip->ihl < 5 || ip->version != 4)
+			return -1;
+		p->family = 4;
+		set_v4(p->saddr, ip->saddr);
+		set_v4(p->daddr, ip->daddr);
+		nh = ip->protocol;
+		off += ip->ihl * 4;
+		if (bpf_ntohs(ip->frag_off) & 0x1fff) { /* later fragment: no L4 header */
+			p->proto = nh;
+			return 0;
+		}
+	} else if (p->ethertype == ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = data + off;
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		p->family = 6;
+		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+		nh = ip6->nexthdr;
+		off += sizeof(*ip6);
+#pragma unroll
+		for (int i = 0; i < MAX_IPV6_EXT; i++) {
+			struct ip6_ext *x;
+			if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS &&
+			    nh != IPPROTO_FRAGMENT && nh != IPPROTO_AH)
+				break;
+			if (off > MAX_L3_OFF)
+				return -1;
+			x = data + off;
+			if ((void *)(x + 1) > end)
+				return -1;
+			if (nh == IPPROTO_FRAGMENT) {
+				nh = x->nexthdr;
+				off += 8;
+				if (bpf_ntohs(x->frag_off) & 0xfff8) {
+					p->proto = nh;
+					return 0;
+				}
+			} else if (nh == IPPROTO_AH) {
+				nh = x->nexthdr;
+				off += ((__u32)x->hdrlen + 2) * 4;
+			} else {
+				nh = x->nexthdr;
+				off += ((__u32)x->hdrlen + 1) * 8;
+			}
+		}
+	} else {
+		return 0; /* not IP: family 0 */
+	}
+	p->proto = nh;
+	if (off > MAX_L3_OFF)
+		return -1;
+	p->l4_off = off;
+	if (nh == IPPROTO_TCP) {
+		struct tcphdr *th = data + off;
+		if ((void *)(th + 1) > end)
+			return -1;
+		p->sport = bpf_ntohs(th->source);
+		p->dport = bpf_ntohs(th->dest);
+		p->tcp_flags = ((__u8 *)th)[13];
+		p->seq = bpf_ntohl(th->seq);
+		if (th->doff < 5)
+			return -1;
+		off += th->doff * 4;
+	} else if (nh == IPPROTO_UDP) {
+		struct udphdr *uh = data + off;
+		if ((void *)(uh + 1) > end)
+			return -1;
+		p->sport = bpf_ntohs(uh->source);
+		p->dport = bpf_ntohs(uh->dest);
+		off += sizeof(*uh);
+	} else if (nh == IPPROTO_ICMP || nh == IPPROTO_ICMPV6) {
+		struct icmphdr *ih = data + off;
+		if ((void *)(ih + 1) > end)
+			return -1;
+		p->icmp_type = ih->type;
+		p->icmp_code = ih->code;
+		if ((nh == IPPROTO_ICMP && (ih->type == 8 || ih->type == 0)) ||
+		    (nh == IPPROTO_ICMPV6 && (ih->type == 128 || ih->type == 129))) {
+			p->icmp_echo = 1;
+			p->sport = bpf_ntohs(ih->un.echo.id);
+		}
+		off += 8;
+	} else {
+		return 0; /* other L4: no payload offset */
+	}
+	p->payload_off = off;
+	if (skb->len > off)
+		p->payload_len = skb->len - off;
+	return 0;
+}
+
+static __always_inline __u32 ipcache_lookup(const __u32 *addr)
+{
+	struct ipcache_key k = { .prefixlen = 128 };
+	struct ipcache_value *v;
+
+	__builtin_memcpy(k.addr, addr, 16);
+	v = bpf_map_lookup_elem(&IPCACHE, &k);
+	return v ? v->identity : ID_WORLD;
+}
+
+/* Whether (a, pa) orders before (b, pb). Any total order works; this one is cheap. */
+static __always_inline int end_lt(const __u32 *a, __u16 pa, const __u32 *b, __u16 pb)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	if (x[0] != y[0])
+		return x[0] < y[0];
+	if (x[1] != y[1])
+		return x[1] < y[1];
+	return pa < pb;
+}
+
+/* Reads four payload bytes at `off` (direct access, else through the helper). */
+static __always_inline int load_u32(struct __sk_buff *skb, __u32 off, __u32 *out)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	if (off > 1024)
+		return -1;
+	if (data + off + 4 <= end) {
+		*out = *(__u32 *)(data + off);
+		return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, out, 4);
+}
+
+#define W4(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+
+/* L7 kind that the TCP payload begins (HTTP/1.x request or status line), else 0. */
+static __always_inline __u8 http_head(struct __sk_buff *skb, struct pkt *p)
+{
+	__u32 w, w2;
+
+	if (p->payload_len < 8 || load_u32(skb, p->payload_off, &w) < 0)
+		return WEBB_L7_NONE;
+	switch (w) {
+	case W4('G', 'E', 'T', ' '):
+	case W4('P', 'U', 'T', ' '):
+	case W4('P', 'O', 'S', 'T'):
+	case W4('H', 'E', 'A', 'D'):
+	case W4('D', 'E', 'L', 'E'):
+	case W4('P', 'A', 'T', 'C'):
+	case W4('O', 'P', 'T', 'I'):
+	case W4('C', 'O', 'N', 'N'):
+	case W4('T', 'R', 'A', 'C'):
+		return WEBB_L7_HTTP_REQUEST;
+	case W4('H', 'T', 'T', 'P'):
+		if (load_u32(skb, p->payload_off + 4, &w2) < 0)
+			return WEBB_L7_NONE;
+		return (w2 & 0xffffff) == W4('/', '1', '.', 0) ? WEBB_L7_HTTP_RESPONSE : WEBB_L7_NONE;
+	}
+	return WEBB_L7_NONE;
+}
+
+struct scan_ctx {
+	__u32 start;
+	__u32 end;
+	__u32 found;
+};
+
+static long scan_cb(__u64 i, void *vctx)
+{
+	struct scan_ctx *sc = vctx;
+	__u32 zero = 0, idx = sc->start + (__u32)i;
+	struct scratch *s;
+
+	if (idx + 4 > sc->end)
+		return 1;
+	s = bpf_map_lookup_elem(&SCRATCH, &zero);
+	if (!s)
+		return 1;
+	if (s->data[idx & (SCRATCH_DATA - 1)] == '\r' && s->data[(idx + 1) & (SCRATCH_DATA - 1)] == '\n' &&
+	    s->data[(idx + 2) & (SCRATCH_DATA - 1)] == '\r' && s->data[(idx + 3) & (SCRATCH_DATA - 1)] == '\n') {
+		sc->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+struct emit_args {
+	__u32 src_id;
+	__u32 dst_id;
+	__u32 rule_id;
+	__u32 cap;
+	__u16 drop_reason;
+	__u8 kind;
+	__u8 dir;
+	__u8 ct_state;
+	__u8 flags;
+	__u8 verdict;
+	__u8 match_type;
+	__u8 l7_kind;
+	__u8 l7_segment;
+	__u8 scan; /* look for the end of an HTTP head in the captured payload */
+};
+
+static __always_inline void ring_output(struct webb_counters *c, struct scratch *s, __u32 n)
+{
+	__u64 avail = bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA);
+	__u64 wflags = avail + WEBB_EVENT_HDR_LEN + n >= cfg_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_output(&EVENTS, s, WEBB_EVENT_HDR_LEN + n, wflags))
+		c->ring_fail++;
+	else
+		c->events++;
+}
+
+/* Builds and sends one record; returns 1 if `scan` found the end of the HTTP head. */
+static __always_inline int emit(struct __sk_buff *skb, struct pkt *p, struct emit_args *a,
+				struct webb_counters *c)
+{
+	__u32 zero = 0, n = 0, cap = a->cap, len = skb->len;
+	struct scratch *s = bpf_map_lookup_elem(&SCRATCH, &zero);
+	struct webb_event *ev;
+	void *data, *end;
+	int found = 0;
+
+	if (!s)
+		return 0;
+	ev = &s->ev;
+	if (cap > len)
+		cap = len;
+	if (cap > WEBB_CAP_MAX)
+		cap = WEBB_CAP_MAX;
+	if (cap > 0) {
+		n = ((cap - 1) & (SCRATCH_DATA - 1)) + 1;
+		if (bpf_skb_load_bytes(skb, 0, s->data, n) < 0)
+			n = 0;
+	}
+	ev->kind = a->kind;
+	ev->version = WEBB_EVENT_VERSION;
+	ev->hdr_len = WEBB_EVENT_HDR_LEN;
+	ev->ifindex = skb->ifindex;
+	ev->ktime_ns = bpf_ktime_get_boot_ns();
+	{
+		/* The helper prefers skb->sk's namespace; at ingress a socket still attached
+		 * belongs to the veth peer's namespace (ip_rcv orphans it only later). */
+		__u32 *ino = NULL, ifindex = skb->ifindex;
+		if (a->dir == WEBB_DIR_EGRESS || !skb->sk) {
+			__u64 cookie = bpf_get_netns_cookie(skb);
+			ino = bpf_map_lookup_elem(&NETNS_INO, &cookie);
+		}
+		if (!ino)
+			ino = bpf_map_lookup_elem(&IFINDEX_NS, &ifindex);
+		ev->netns_ino = ino ? *ino : 0;
+	}
+	ev->direction = a->dir;
+	ev->ct_state = a->ct_state;
+	ev->flags = a->flags | (n < len ? WEBB_F_TRUNCATED : 0);
+	ev->verdict = a->verdict;
+	ev->drop_reason = a->drop_reason;
+	ev->match_type = a->match_type;
+	ev->family = p->family;
+	ev->rule_id = a->rule_id;
+	ev->src_identity = a->src_id;
+	ev->dst_identity = a->dst_id;
+	__builtin_memcpy(ev->saddr, p->saddr, 16);
+	__builtin_memcpy(ev->daddr, p->daddr, 16);
+	ev->sport = p->sport;
+	ev->dport = p->dport;
+	ev->l4_proto = p->proto;
+	ev->tcp_flags = p->tcp_flags;
+	ev->icmp_type = p->icmp_type;
+	ev->icmp_code = p->icmp_code;
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	if (data + ETH_HLEN <= end) {
+		__builtin_memcpy(ev->eth_dst, data, 6);
+		__builtin_memcpy(ev->eth_src, data + 6, 6);
+	} else {
+		__builtin_memset(ev->eth_dst, 0, 6);
+		__builtin_memset(ev->eth_src, 0, 6);
+	}
+	ev->orig_len = len;
+	ev->cap_len = n;
+	ev->l3_off = p->l3_off;
+	ev->l4_off = p->l4_off;
+	ev->payload_off = p->payload_off;
+	ev->tcp_seq = p->seq;
+	ev->kdrop_reason = 0;
+	ev->kdrop_location = 0;
+	ev->ethertype = p->ethertype;
+	ev->l7_segment = a->l7_segment;
+	ev->l7_kind = a->l7_kind;
+	ev->_reserved = 0;
+
+	if (a->scan && n > p->payload_off) {
+		__u32 t = n - 4;
+		/* Common case first: the head ends the captured segment. */
+		if (n >= 4 && s->data[t & (SCRATCH_DATA - 1)] == '\r' &&
+		    s->data[(t + 1) & (SCRATCH_DATA - 1)] == '\n' &&
+		    s->data[(t + 2) & (SCRATCH_DATA - 1)] == '\r' &&
+		    s->data[(t + 3) & (SCRATCH_DATA - 1)] == '\n') {
+			found = 1;
+		} else {
+			struct scan_ctx sc = { .start = p->payload_off, .end = n };
+			bpf_loop(n - p->payload_off, scan_cb, &sc, 0);
+			found = sc.found;
+		}
+	}
+	ring_output(c, s, n);
+	return found;
+}
+
+/* Verdict slot: the policy issue replaces this with a map lookup. Forward for now. */
+static __always_inline void policy_verdict(struct pkt *p, __u8 dir, __u32 src_id, __u32 dst_id,
+					   struct ct_entry *e)
+{
+	e->verdict = WEBB_VERDICT_FORWARD;
+	e->match_type = WEBB_MATCH_NONE;
+	e->rule_id = 0;
+	e->drop_reason = 0;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+{
+	__u32 zero = 0;
+	struct webb_counters *c = bpf_map_lookup_elem(&COUNTERS, &zero);
+	struct emit_args a = { .kind = WEBB_EV_TRACE, .dir = dir };
+	struct ct_entry ne, *e;
+	struct ct_key k;
+	struct pkt p;
+	int src_lo, is_new = 0, want = 0, found;
+	__u8 d, l7 = WEBB_L7_NONE, l7_cont = 0;
+
+	if (!c)
+		return TC_ACT_UNSPEC;
+	c->packets++;
+	c->bytes += skb->len;
+
+	__builtin_memset(&p, 0, sizeof(p));
+	if (parse(skb, &p) < 0) {
+		c->parse_err++;
+		if (!cfg_aggregate) {
+			a.flags = WEBB_F_PARSE_ERR;
+			a.cap = 128;
+			emit(skb, &p, &a, c);
+		}
+		return TC_ACT_UNSPEC;
+	}
+	a.cap = p.payload_off ? p.payload_off : 128;
+	if (a.cap > cfg_cap_len)
+		a.cap = cfg_cap_len;
+	if (p.family == 0) {
+		if (!cfg_aggregate)
+			emit(skb, &p, &a, c);
+		return TC_ACT_UNSPEC;
+	}
+	/* ICMP errors and other non-echo messages are rare and always worth a record. */
+	if ((p.proto == IPPROTO_ICMP || p.proto == IPPROTO_ICMPV6) && !p.icmp_echo) {
+		a.src_id = ipcache_lookup(p.saddr);
+		a.dst_id = ipcache_lookup(p.daddr);
+		emit(skb, &p, &a, c);
+		return TC_ACT_UNSPEC;
+	}
+
+	__builtin_memset(&k, 0, sizeof(k));
+	/* Echo requests and replies carry the identifier in the same field: key both ends on it. */
+	__u16 dport = p.icmp_echo ? p.sport : p.dport;
+	src_lo = end_lt(p.saddr, p.sport, p.daddr, dport);
+	if (src_lo) {
+		__builtin_memcpy(k.lo, p.saddr, 16);
+		__builtin_memcpy(k.hi, p.daddr, 16);
+		k.port_lo = p.sport;
+		k.port_hi = dport;
+	} else {
+		__builtin_memcpy(k.lo, p.daddr, 16);
+		__builtin_memcpy(k.hi, p.saddr, 16);
+		k.port_lo = dport;
+		k.port_hi = p.sport;
+	}
+	k.ifindex = skb->ifindex;
+	k.proto = p.proto;
+
+	__u8 fl = p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST);
+	e = bpf_map_lookup_elem(&CT, &k);
+	/* A bare SYN on a closed tuple (port reuse) starts a new connection. */
+	if (e && (p.tcp_flags & (TCP_SYN | 0x10)) == TCP_SYN &&
+	    ((e->seen[0] | e->seen[1]) & (TCP_FIN | TCP_RST)))
+		e = NULL;
+	if (!e) {
+		__builtin_memset(&ne, 0, sizeof(ne));
+		ne.init_lo = src_lo;
+		ne.id_lo = ipcache_lookup(k.lo);
+		ne.id_hi = ipcache_lookup(k.hi);
+		ne.seen[0] = SEEN_BIT | fl;
+		policy_verdict(&p, dir, src_lo ? ne.id_lo : ne.id_hi, src_lo ? ne.id_hi : ne.id_lo, &ne);
+		e = &ne;
+		is_new = 1;
+		c->ct_new++;
+		a.ct_state = WEBB_CT_NEW;
+		d = 0;
+	} else {
+		d = (__u8)src_lo != e->init_lo;
+		__u8 bits = SEEN_BIT | fl;
+		/* First packet of a direction, or a new SYN/FIN/RST in it: a lifecycle step. */
+		if (bits & ~e->seen[d & 1]) {
+			e->seen[d & 1] |= bits;
+			want = 1;
+		}
+		if (fl & (TCP_FIN | TCP_RST))
+			a.ct_state = WEBB_CT_CLOSING;
+		else
+			a.ct_state = d ? WEBB_CT_REPLY : WEBB_CT_ESTABLISHED;
+	}
+	d &= 1;
+	if (is_new || !cfg_aggregate)
+		want = 1;
+	if (d)
+		a.flags |= WEBB_F_IS_REPLY;
+	a.src_id = src_lo ? e->id_lo : e->id_hi;
+	a.dst_id = src_lo ? e->id_hi : e->id_lo;
+	a.verdict = e->verdict;
+	a.match_type = e->match_type;
+	a.rule_id = e->rule_id;
+	a.drop_reason = e->drop_reason;
+
+	/* L7: DNS on port 53, HTTP/1.x heads and their continuation segments. */
+	if (p.payload_len > 0 && (p.proto == IPPROTO_TCP || p.proto == IPPROTO_UDP)) {
+		if (p.sport == 53 || p.dport == 53) {
+			l7 = WEBB_L7_DNS;
+		} else if (p.proto == IPPROTO_TCP) {
+			if (e->l7_pending[d]) {
+				__u32 seg = (__u32)e->l7_segs[d] + 1;
+				__u32 bytes = (__u32)e->l7_bytes[d] + p.payload_len;
+				if (seg > cfg_l7_max_segments || bytes > cfg_l7_max_bytes) {
+					e->l7_pending[d] = 0;
+				} else {
+					l7 = e->l7_pending[d];
+					l7_cont = 1;
+					e->l7_segs[d] = seg;
+					e->l7_bytes[d] = bytes;
+					a.l7_segment = seg;
+				}
+			} else {
+				l7 = http_head(skb, &p);
+				if (l7) {
+					e->l7_segs[d] = 0;
+					e->l7_bytes[d] = p.payload_len > 0xffff ? 0xffff : p.payload_len;
+				}
+			}
+		}
+	}
+	if (l7) {
+		want = 1;
+		a.l7_kind = l7;
+		a.flags |= l7_cont ? WEBB_F_L7_CONT : WEBB_F_L7_HEAD;
+		a.scan = l7 != WEBB_L7_DNS;
+		a.cap = cfg_cap_len;
+		c->l7_events++;
+	}
+
+	if (e->verdict == WEBB_VERDICT_DROP) {
+		a.kind = WEBB_EV_DROP;
+		a.scan = 0;
+		emit(skb, &p, &a, c);
+		if (is_new)
+			bpf_map_update_elem(&CT, &k, &ne, BPF_ANY);
+		return TC_ACT_SHOT;
+	}
+	if (want) {
+		found = emit(skb, &p, &a, c);
+		if (a.scan) {
+			if (found)
+				e->l7_pending[d] = 0;
+			else if (!l7_cont)
+				e->l7_pending[d] = l7;
+		}
+	}
+	if (is_new)
+		bpf_map_update_elem(&CT, &k, &ne, BPF_ANY);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("classifier/ingress")
+int webb_tc_ingress(struct __sk_buff *skb)
+{
+	return handle(skb, WEBB_DIR_INGRESS);
+}
+
+SEC("classifier/egress")
+int webb_tc_egress(struct __sk_buff *skb)
+{
+	return handle(skb, WEBB_DIR_EGRESS);
+}
+
+/* Baseline for the benchmark: the cost of the test-run harness itself. */
+SEC("classifier/empty")
+int webb_tc_empty(struct __sk_buff *skb)
+{
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tracepoint/skb/kfree_skb")
+int webb_kfree_skb(struct trace_event_raw_kfree_skb *ctx)
+{
+	__u32 one = 1, zero = 0, ino, reason = BPF_CORE_READ(ctx, reason);
+	struct sk_buff *skb = BPF_CORE_READ(ctx, skbaddr);
+	struct webb_counters *c;
+	struct scratch *s;
+	struct webb_event *ev;
+	struct net_device *dev;
+	unsigned char *head;
+	__u16 nh;
+	__u32 tail, n = 0, l4 = 0;
+
+	/* Drops by TC programs (ours included) are reported by the TC program itself. */
+	if (reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_TC_INGRESS) ||
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_TC_EGRESS))
+		return 0;
+	dev = BPF_CORE_READ(skb, dev);
+	if (dev)
+		ino = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	else
+		ino = BPF_CORE_READ(skb, sk, __sk_common.skc_net.net, ns.inum);
+	if (!cfg_kdrop_all_netns && !bpf_map_lookup_elem(&WATCH_NETNS, &ino))
+		return 0;
+	c = bpf_map_lookup_elem(&COUNTERS, &zero);
+	s = bpf_map_lookup_elem(&SCRATCH, &one);
+	if (!c || !s)
+		return 0;
+	ev = &s->ev;
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->kind = WEBB_EV_KERNEL_DROP;
+	ev->version = WEBB_EVENT_VERSION;
+	ev->hdr_len = WEBB_EVENT_HDR_LEN;
+	ev->ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
+	ev->ktime_ns = bpf_ktime_get_boot_ns();
+	ev->netns_ino = ino;
+	ev->direction = WEBB_DIR_UNKNOWN;
+	ev->flags = WEBB_F_NO_L2;
+	ev->kdrop_reason = reason;
+	ev->kdrop_location = (__u64)BPF_CORE_READ(ctx, location);
+	ev->orig_len = BPF_CORE_READ(skb, len);
+	ev->ethertype = BPF_CORE_READ(ctx, protocol); /* already host order here */
+
+	head = BPF_CORE_READ(skb, head);
+	nh = BPF_CORE_READ(skb, network_header);
+	tail = BPF_CORE_READ(skb, tail);
+	if (nh != (__u16)~0U && tail > nh) {
+		n = tail - nh;
+		if (n > 128)
+			n = 128;
+		/* Keep the bound on the register the helper sees (clang 14 re-derives it otherwise). */
+		asm volatile("%0 &= 0xff" : "+r"(n));
+		if (bpf_probe_read_kernel(s->data, n, head + nh) < 0)
+			n = 0;
+	}
+	/* Minimal L3/L4 decode of the captured network header (no IPv6 extension walk). */
+	if (n >= 20 && (s->data[0] >> 4) == 4) {
+		ev->family = 4;
+		set_v4((__u32 *)ev->saddr, *(__u32 *)&s->data[12]);
+		set_v4((__u32 *)ev->daddr, *(__u32 *)&s->data[16]);
+		ev->l4_proto = s->data[9];
+		l4 = (s->data[0] & 0xf) * 4;
+	} else if (n >= 40 && (s->data[0] >> 4) == 6) {
+		ev->family = 6;
+		__builtin_memcpy(ev->saddr, &s->data[8], 16);
+		__builtin_memcpy(ev->daddr, &s->data[24], 16);
+		ev->l4_proto = s->data[6];
+		l4 = 40;
+	}
+	if (l4) {
+		ev->l4_off = l4;
+		if (ev->l4_proto == IPPROTO_TCP && n >= l4 + 20) {
+			ev->sport = (s->data[l4 & 63] << 8) | s->data[(l4 + 1) & 127];
+			ev->dport = (s->data[(l4 + 2) & 127] << 8) | s->data[(l4 + 3) & 127];
+			ev->tcp_flags = s->data[(l4 + 13) & 127];
+		} else if (ev->l4_proto == IPPROTO_UDP && n >= l4 + 8) {
+			ev->sport = (s->data[l4 & 63] << 8) | s->data[(l4 + 1) & 127];
+			ev->dport = (s->data[(l4 + 2) & 127] << 8) | s->data[(l4 + 3) & 127];
+		} else if ((ev->l4_proto == IPPROTO_ICMP || ev->l4_proto == IPPROTO_ICMPV6) && n >= l4 + 8) {
+			ev->icmp_type = s->data[l4 & 63];
+			ev->icmp_code = s->data[(l4 + 1) & 127];
+		}
+	}
+	ev->src_identity = ev->family ? ipcache_lookup((__u32 *)ev->saddr) : 0;
+	ev->dst_identity = ev->family ? ipcache_lookup((__u32 *)ev->daddr) : 0;
+	ev->cap_len = n;
+	if (n < ev->orig_len)
+		ev->flags |= WEBB_F_TRUNCATED;
+	c->kdrop_events++;
+	{
+		__u64 avail = bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA);
+		__u64 wflags = avail + WEBB_EVENT_HDR_LEN + n >= cfg_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										   : BPF_RB_NO_WAKEUP;
+		if (bpf_ringbuf_output(&EVENTS, s, WEBB_EVENT_HDR_LEN + (n & 255), wflags))
+			c->ring_fail++;
+		else
+			c->events++;
+	}
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,272 @@
+//! The agent's operational metrics (Prometheus text on `--metrics-listen`, default :9962):
+//! datapath counters, ring depth, and loss by stage as `webb_lost_events_total{stage,node}`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+/// Totals the datapath keeps (per-CPU counters summed), reported as counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DatapathTotals {
+    pub packets: u64,
+    pub bytes: u64,
+    pub events: u64,
+    pub reserve_failures: u64,
+}
+
+/// Every metric the agent exports. Cheap to update from any thread.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    lost: Family<StageLabels, Counter>,
+    flows: Counter,
+    decode_errors: Counter,
+    ring_depth: Gauge,
+    ring_capacity: Gauge,
+    endpoint_reloads: Family<ResultLabels, Counter>,
+    dp_packets: Counter<u64, AtomicU64>,
+    dp_bytes: Counter<u64, AtomicU64>,
+    dp_events: Counter<u64, AtomicU64>,
+    dp_reserve_failures: Counter<u64, AtomicU64>,
+    dp_last: Mutex<DatapathTotals>,
+}
+
+/// Loss stages named in `webb_lost_events_total`.
+pub mod stage {
+    /// The kernel could not reserve ring-buffer space for an event.
+    pub const DATAPATH_RING: &str = "datapath_ring";
+    /// A record the decoder could not parse.
+    pub const DECODE: &str = "decode";
+    /// A GetFlows reader fell behind the flow ring and entries were overwritten.
+    pub const HUBBLE_RING_READER: &str = "hubble_ring_reader";
+}
+
+impl Metrics {
+    pub fn new(node: &str) -> Self {
+        let mut registry =
+            Registry::with_labels(std::iter::once(("node".into(), node.to_string().into())));
+        let lost = Family::<StageLabels, Counter>::default();
+        registry.register(
+            "webb_lost_events",
+            "Events lost, by pipeline stage",
+            lost.clone(),
+        );
+        let flows = Counter::default();
+        registry.register("webb_flows", "Flows decoded and stored", flows.clone());
+        let decode_errors = Counter::default();
+        registry.register(
+            "webb_decode_errors",
+            "Datapath records that could not be decoded",
+            decode_errors.clone(),
+        );
+        let ring_depth = Gauge::default();
+        registry.register(
+            "webb_ring_flows",
+            "Entries currently held in the flow ring",
+            ring_depth.clone(),
+        );
+        let ring_capacity = Gauge::default();
+        registry.register(
+            "webb_ring_capacity",
+            "Capacity of the flow ring",
+            ring_capacity.clone(),
+        );
+        let endpoint_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "webb_endpoints_reloads",
+            "Endpoints file reloads, by result (ok, error)",
+            endpoint_reloads.clone(),
+        );
+        let dp_packets = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "webb_datapath_packets",
+            "Packets seen by the datapath programs",
+            dp_packets.clone(),
+        );
+        let dp_bytes = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "webb_datapath_bytes",
+            "Bytes seen by the datapath programs",
+            dp_bytes.clone(),
+        );
+        let dp_events = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "webb_datapath_events",
+            "Events emitted by the datapath programs",
+            dp_events.clone(),
+        );
+        let dp_reserve_failures = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "webb_datapath_reserve_failures",
+            "Events the datapath could not emit (ring buffer full)",
+            dp_reserve_failures.clone(),
+        );
+        // Every stage is exported from the start, at zero, so dashboards see the series.
+        for s in [
+            stage::DATAPATH_RING,
+            stage::DECODE,
+            stage::HUBBLE_RING_READER,
+        ] {
+            let _ = lost.get_or_create(&StageLabels {
+                stage: s.to_string(),
+            });
+        }
+        Metrics {
+            registry,
+            lost,
+            flows,
+            decode_errors,
+            ring_depth,
+            ring_capacity,
+            endpoint_reloads,
+            dp_packets,
+            dp_bytes,
+            dp_events,
+            dp_reserve_failures,
+            dp_last: Mutex::new(DatapathTotals::default()),
+        }
+    }
+
+    /// Counts `count` events lost at `stage` (see [`stage`]).
+    pub fn lost(&self, stage: &str, count: u64) {
+        if count > 0 {
+            self.lost
+                .get_or_create(&StageLabels {
+                    stage: stage.to_string(),
+                })
+                .inc_by(count);
+        }
+    }
+
+    pub fn flows(&self, count: u64) {
+        self.flows.inc_by(count);
+    }
+
+    pub fn decode_error(&self) {
+        self.decode_errors.inc();
+        self.lost(stage::DECODE, 1);
+    }
+
+    pub fn set_ring_depth(&self, depth: i64) {
+        self.ring_depth.set(depth);
+    }
+
+    pub fn set_ring_capacity(&self, capacity: i64) {
+        self.ring_capacity.set(capacity);
+    }
+
+    pub fn endpoints_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.endpoint_reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records the datapath's current totals; returns how many reserve failures are new (so
+    /// the caller can tell readers about them as lost events).
+    pub fn datapath_totals(&self, now: DatapathTotals) -> u64 {
+        let mut last = self.dp_last.lock().unwrap_or_else(|e| e.into_inner());
+        let delta = |n: u64, l: u64| n.saturating_sub(l);
+        self.dp_packets.inc_by(delta(now.packets, last.packets));
+        self.dp_bytes.inc_by(delta(now.bytes, last.bytes));
+        self.dp_events.inc_by(delta(now.events, last.events));
+        let new_failures = delta(now.reserve_failures, last.reserve_failures);
+        self.dp_reserve_failures.inc_by(new_failures);
+        self.lost(stage::DATAPATH_RING, new_failures);
+        *last = now;
+        new_failures
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until the task is dropped.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(listener, metrics).await
+}
+
+/// Serves `GET /metrics` on an already bound listener.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_is_exported_by_stage_and_node() {
+        let m = Metrics::new("vn1");
+        m.lost(stage::HUBBLE_RING_READER, 5);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"webb_lost_events_total{node="vn1",stage="hubble_ring_reader"} 5"#)
+                || text
+                    .contains(r#"webb_lost_events_total{stage="hubble_ring_reader",node="vn1"} 5"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn datapath_totals_become_counters_and_new_reserve_failures_are_losses() {
+        let m = Metrics::new("vn1");
+        let t = |packets, failures| DatapathTotals {
+            packets,
+            bytes: packets * 100,
+            events: packets / 2,
+            reserve_failures: failures,
+        };
+        assert_eq!(m.datapath_totals(t(10, 0)), 0);
+        assert_eq!(m.datapath_totals(t(30, 4)), 4);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"webb_datapath_packets_total{node="vn1"} 30"#),
+            "{text}"
+        );
+        assert!(text.contains("stage=\"datapath_ring\""), "{text}");
+    }
+}

@@ -1,0 +1,142 @@
+//! Hubble's `FlowFilter` semantics, compiled once and shared by the agent, the relay and the CLI.
+//!
+//! ```text
+//! include(flow) = (whitelist is empty OR any whitelist filter matches)
+//!                 AND no blacklist filter matches
+//! filter matches = every field that is set matches        (AND)
+//! field matches  = any of the field's values matches      (OR)
+//! ```
+//!
+//! Everything that can be prepared is prepared in [`FlowFilters::compile`]: regexes, CIDRs,
+//! ports, status patterns and label selectors. A value that does not compile, and a field Webb
+//! does not support, is a [`FilterError`] naming the field — never a filter that silently
+//! matches nothing or everything.
+//!
+//! ```
+//! use flow_filter::FlowFilters;
+//! use webb_proto::flow::{Flow, FlowFilter, Verdict};
+//!
+//! // `hubble observe --from-pod shop/web --not --verdict DROPPED`
+//! let from_web = FlowFilter { source_pod: vec!["shop/web".into()], ..Default::default() };
+//! let drops = FlowFilter { verdict: vec![Verdict::Dropped as i32], ..Default::default() };
+//! let filters = FlowFilters::compile(&[from_web], &[drops])?;
+//!
+//! let mut flow = Flow { verdict: Verdict::Forwarded as i32, ..Default::default() };
+//! assert!(!filters.matches(&flow)); // no source endpoint
+//! flow.source = Some(webb_proto::flow::Endpoint {
+//!     namespace: "shop".into(),
+//!     pod_name: "web-7d8f9".into(),
+//!     ..Default::default()
+//! });
+//! assert!(filters.matches(&flow));
+//! flow.verdict = Verdict::Dropped as i32;
+//! assert!(!filters.matches(&flow));
+//!
+//! let bad = FlowFilter { http_path: vec!["(".into()], ..Default::default() };
+//! let err = FlowFilters::compile(&[bad], &[]).unwrap_err();
+//! assert_eq!(err.field, "http_path");
+//! # Ok::<(), flow_filter::FilterError>(())
+//! ```
+
+mod check;
+pub mod patterns;
+pub mod selector;
+mod text;
+
+use std::fmt;
+
+use webb_proto::flow::{Flow, FlowFilter};
+
+use check::CompiledFilter;
+
+/// Which list of a request a filter came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterList {
+    Whitelist,
+    Blacklist,
+}
+
+impl fmt::Display for FilterList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FilterList::Whitelist => "whitelist",
+            FilterList::Blacklist => "blacklist",
+        })
+    }
+}
+
+/// Why a field cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The value does not compile (bad regex, CIDR, port, status pattern, selector, ...).
+    Invalid,
+    /// Webb does not evaluate this field; it is refused rather than ignored.
+    Unsupported,
+}
+
+/// A FlowFilter that cannot be compiled, naming the list, the filter's position, the field
+/// (by its proto name, e.g. `http_path`), the offending value and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid flow filter: {list}[{index}].{field} {value:?}: {reason}")]
+pub struct FilterError {
+    pub list: FilterList,
+    pub index: usize,
+    pub field: &'static str,
+    pub value: String,
+    pub reason: String,
+    pub kind: ErrorKind,
+}
+
+impl From<FilterError> for tonic::Status {
+    fn from(e: FilterError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+/// A compiled whitelist and blacklist.
+#[derive(Debug, Clone, Default)]
+pub struct FlowFilters {
+    whitelist: Vec<CompiledFilter>,
+    blacklist: Vec<CompiledFilter>,
+}
+
+impl FlowFilters {
+    /// Compiles both lists, failing on the first field that cannot be used.
+    pub fn compile(
+        whitelist: &[FlowFilter],
+        blacklist: &[FlowFilter],
+    ) -> Result<FlowFilters, FilterError> {
+        let compile_list = |list: FilterList, filters: &[FlowFilter]| {
+            filters
+                .iter()
+                .enumerate()
+                .map(|(index, ff)| {
+                    CompiledFilter::compile(ff).map_err(|e| FilterError {
+                        list,
+                        index,
+                        field: e.field,
+                        value: e.value,
+                        reason: e.reason,
+                        kind: e.kind,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(FlowFilters {
+            whitelist: compile_list(FilterList::Whitelist, whitelist)?,
+            blacklist: compile_list(FilterList::Blacklist, blacklist)?,
+        })
+    }
+
+    /// Whether the flow passes: in the whitelist (or it is empty) and in no blacklist filter.
+    #[inline]
+    pub fn matches(&self, flow: &Flow) -> bool {
+        (self.whitelist.is_empty() || self.whitelist.iter().any(|f| f.matches(flow)))
+            && !self.blacklist.iter().any(|f| f.matches(flow))
+    }
+
+    /// True when both lists are empty, i.e. every flow passes.
+    pub fn is_empty(&self) -> bool {
+        self.whitelist.is_empty() && self.blacklist.is_empty()
+    }
+}

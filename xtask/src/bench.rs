@@ -1,0 +1,139 @@
+//! `cargo xtask bench`: every criterion benchmark of the workspace, with short warm-up and
+//! measurement times. The benches print their own ns/item and ratios; this adds a summary.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+use crate::cmd::{self, fmt_duration};
+use crate::prereq::{self, Needs};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Criterion warm-up time per benchmark, in seconds.
+    #[arg(long, default_value_t = 1)]
+    pub warm_up: u64,
+    /// Criterion measurement time per benchmark, in seconds.
+    #[arg(long, default_value_t = 3)]
+    pub measurement: u64,
+    /// Only benchmarks whose name matches this (criterion's filter, a regex).
+    pub filter: Option<String>,
+}
+
+pub fn run(args: &BenchArgs) -> Result<bool> {
+    let start = Instant::now();
+    // Benches build the whole workspace, the eBPF datapath included, and the datapath's benches
+    // load programs into the kernel (BPF_PROG_TEST_RUN).
+    prereq::ensure(Needs {
+        root: true,
+        kernel_fs: true,
+        cargo_tools: false,
+    })?;
+
+    let targets = bench_targets()?;
+    if targets.is_empty() {
+        bail!("the workspace has no criterion benches (`benches/` of any member)");
+    }
+    println!("bench targets: {}", targets.join(", "));
+
+    let mut bench = cmd::cargo();
+    // `--benches` keeps libtest harnesses (which reject criterion's flags) out of the run.
+    bench.args(["bench", "--workspace", "--benches", "--"]);
+    bench.args(["--warm-up-time", &args.warm_up.to_string()]);
+    bench.args(["--measurement-time", &args.measurement.to_string()]);
+    if let Some(filter) = &args.filter {
+        bench.arg(filter);
+    }
+    let mut results: Vec<(String, String)> = Vec::new();
+    let mut previous = String::new();
+    let ok = cmd::run_teed(&mut bench, |line| {
+        if let Some(result) = parse_criterion_time(line, &previous) {
+            results.push(result);
+        }
+        if !line.trim().is_empty() {
+            previous = line.to_string();
+        }
+    })?;
+
+    println!(
+        "\nxtask bench summary (median time per iteration; see each bench's own ns/item above)"
+    );
+    let width = results.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    for (name, median) in &results {
+        println!("  {name:width$}  {median}");
+    }
+    println!(
+        "xtask bench: {} benchmarks in {} bench targets, {} in {}",
+        results.len(),
+        targets.len(),
+        if ok { "passed" } else { "FAILED" },
+        fmt_duration(start.elapsed())
+    );
+    if ok && results.is_empty() {
+        bail!("cargo bench succeeded but no criterion result was printed");
+    }
+    Ok(ok)
+}
+
+/// `package/bench` for every bench target of every workspace member.
+fn bench_targets() -> Result<Vec<String>> {
+    let metadata = cmd::cargo_metadata()?;
+    let mut out = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        for target in package["targets"].as_array().into_iter().flatten() {
+            let is_bench = target["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "bench"));
+            if is_bench {
+                out.push(format!(
+                    "{}/{}",
+                    package["name"].as_str().unwrap_or("?"),
+                    target["name"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Criterion prints `name  time:   [low median high]`, with the name on the line before when it
+/// is long. Returns (name, median).
+fn parse_criterion_time(line: &str, previous: &str) -> Option<(String, String)> {
+    let (name, rest) = line.split_once("time:")?;
+    let inner = rest.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let values: Vec<&str> = inner.split_whitespace().collect();
+    // [low unit median unit high unit]
+    let median = format!("{} {}", values.get(2)?, values.get(3)?);
+    let name = if name.trim().is_empty() {
+        previous.trim()
+    } else {
+        name.trim()
+    };
+    Some((name.to_string(), median))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn criterion_time_line_gives_name_and_median() {
+        let line = "filter/3-field          time:   [12.301 ns 12.405 ns 12.533 ns]";
+        assert_eq!(
+            parse_criterion_time(line, ""),
+            Some(("filter/3-field".into(), "12.405 ns".into()))
+        );
+    }
+
+    #[test]
+    fn a_long_criterion_name_comes_from_the_line_before() {
+        let line = "                        time:   [1.0010 µs 1.0100 µs 1.0200 µs]";
+        assert_eq!(
+            parse_criterion_time(line, "codec/binary_encode_decode_mixed_l7"),
+            Some((
+                "codec/binary_encode_decode_mixed_l7".into(),
+                "1.0100 µs".into()
+            ))
+        );
+    }
+}
