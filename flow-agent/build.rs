@@ -1,4 +1,5 @@
-//! Compiles the eBPF C programs in `bpf/` with clang into `$OUT_DIR/flow.bpf.o`.
+//! Compiles the eBPF C programs in `bpf/` with clang into `$OUT_DIR/flow.bpf.o` (ring buffer)
+//! and `$OUT_DIR/flow_perf.bpf.o` (perf-buffer fallback).
 //!
 //! `vmlinux.h` is generated from the running kernel's BTF with bpftool (the kfree_skb program
 //! uses CO-RE reads, so the exact layout only matters for field names; aya relocates).
@@ -10,6 +11,7 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bpf_dir = Path::new("bpf");
     println!("cargo:rerun-if-changed=bpf");
+    println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=WEBB_VMLINUX_BTF");
 
     let btf =
@@ -45,18 +47,24 @@ fn main() {
         )),
         Err(_) => "x86",
     };
-    let obj = out.join("flow.bpf.o");
+    // The ring-buffer object, and the perf-buffer fallback for kernels without ring buffers.
+    compile(&out, bpf_dir, arch, "flow.bpf.o", &[]);
+    compile(&out, bpf_dir, arch, "flow_perf.bpf.o", &["-DWEBB_PERF"]);
+}
+
+fn compile(out: &Path, bpf_dir: &Path, arch: &str, name: &str, defines: &[&str]) {
     let status = Command::new("clang")
         .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
         .arg(format!("-D__TARGET_ARCH_{arch}"))
+        .args(defines)
         .arg("-I")
-        .arg(&out)
+        .arg(out)
         .arg("-I")
         .arg(bpf_dir)
         .arg("-c")
         .arg(bpf_dir.join("flow.bpf.c"))
         .arg("-o")
-        .arg(&obj)
+        .arg(out.join(name))
         .status()
         .unwrap_or_else(|e| {
             fail(&format!(
@@ -64,7 +72,9 @@ fn main() {
             ))
         });
     if !status.success() {
-        fail("clang failed to compile bpf/flow.bpf.c (see the diagnostics above)");
+        fail(&format!(
+            "clang failed to compile bpf/flow.bpf.c into {name} (see the diagnostics above)"
+        ));
     }
 }
 

@@ -52,18 +52,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     json.build(&[".flow", ".observer", ".peer", ".relay", ".webb.v1"])?;
 
-    // pbjson reads numbers through an untagged enum that builds a throw-away error per JSON
-    // number; ours (src/json_number.rs) reads the same inputs without that cost.
-    for entry in std::fs::read_dir(&out_dir)? {
+    patch_generated_json(&out_dir)
+}
+
+/// Two fixes to pbjson's output, so JSON behaves like Go's protojson:
+/// - numbers are read by src/json_number.rs: pbjson's reader goes through an untagged enum
+///   that builds a throw-away error for every plain JSON number (a tenth of parse time);
+/// - enum values this build does not know print as numbers and numbers of any value are read
+///   (src/json_enum.rs), instead of failing the whole message.
+fn patch_generated_json(out_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let unknown_enum = regex::Regex::new(
+        r#"((?:\w+::)*\w+)::try_from\(([^()]+)\)\s*\.map_err\(\|_\| serde::ser::Error::custom\(format!\("Invalid variant \{\}", [^()]+\)\)\)"#,
+    )?;
+    let enum_field = regex::Regex::new(r"map_\.next_value::<((?:\w+::)*\w+)>\(\)\? as i32")?;
+    let enum_list = regex::Regex::new(
+        r"map_\.next_value::<Vec<((?:\w+::)*\w+)>>\(\)\?\.into_iter\(\)\.map\(\|x\| x as i32\)\.collect\(\)",
+    )?;
+    for entry in std::fs::read_dir(out_dir)? {
         let path = entry?.path();
-        if path.to_string_lossy().ends_with(".serde.rs") {
-            let code = std::fs::read_to_string(&path)?;
-            let patched = code.replace(
-                "::pbjson::private::NumberDeserialize",
-                "crate::json_number::NumberDeserialize",
-            );
-            std::fs::write(&path, patched)?;
+        if !path.to_string_lossy().ends_with(".serde.rs") {
+            continue;
         }
+        let code = std::fs::read_to_string(&path)?;
+        let code = code.replace(
+            "::pbjson::private::NumberDeserialize",
+            "crate::json_number::NumberDeserialize",
+        );
+        let code = unknown_enum.replace_all(
+            &code,
+            "Ok::<_, S::Error>(crate::json_enum::Open::<$1>::new($2))",
+        );
+        let code = enum_field.replace_all(
+            &code,
+            "map_.next_value::<crate::json_enum::OpenDe<$1>>()?.0",
+        );
+        let code = enum_list.replace_all(
+            &code,
+            "map_.next_value::<Vec<crate::json_enum::OpenDe<$1>>>()?.into_iter().map(|x| x.0).collect()",
+        );
+        if code.contains("Invalid variant") || code.contains(" as i32") {
+            return Err(format!("{}: an enum printer was left unpatched", path.display()).into());
+        }
+        std::fs::write(&path, code.as_bytes())?;
     }
     Ok(())
 }

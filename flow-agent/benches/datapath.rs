@@ -76,7 +76,18 @@ fn main() {
     let empty = ns_per_pkt(&flows, TcProgram::Empty, &est, 2_000_000);
     let established = ns_per_pkt(&flows, TcProgram::Egress, &est, 2_000_000);
     let event = ns_per_pkt(&every, TcProgram::Egress, &syn, 200_000);
-    std::thread::sleep(Duration::from_millis(50)); // let the reader finish its drain
+    // Reader throughput: produce as fast as test_run can, then wait for the reader to catch up.
+    let before = every.counters().unwrap();
+    let t0 = std::time::Instant::now();
+    every.test_run(TcProgram::Egress, &syn, 1_000_000).unwrap();
+    let produced = every.counters().unwrap().events - before.events;
+    while every.counters().unwrap().read_records - before.read_records < produced
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let drained = (every.counters().unwrap().read_records - before.read_records).min(produced);
+    let drain_rate = drained as f64 / t0.elapsed().as_secs_f64();
     let fc = flows.counters().unwrap();
     let ec = every.counters().unwrap();
     println!("\nper-packet cost (BPF_PROG_TEST_RUN, kernel clock, best of 3):");
@@ -101,6 +112,11 @@ fn main() {
         ec.events,
         ec.ring_fail,
         ec.read_records
+    );
+    println!(
+        "  reader: drained {drained} of {produced} records in {:.0} ms = {:.2} M records/s (bounded by the producer)",
+        t0.elapsed().as_secs_f64() * 1e3,
+        drain_rate / 1e6
     );
     c.final_summary();
 }

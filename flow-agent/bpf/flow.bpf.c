@@ -45,19 +45,26 @@ const volatile __u32 cfg_l7_max_segments = 8;   /* continuation segments per L7 
 const volatile __u32 cfg_l7_max_bytes = 16384;  /* payload bytes per L7 head */
 const volatile __u32 cfg_kdrop_all_netns = 0;   /* 1 = report kernel drops of every netns */
 
+#ifdef WEBB_PERF
+/* Fallback transport for kernels without BPF ring buffers (< 5.8): one perf buffer per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} EVENTS SEC(".maps");
+#else
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20);
 } EVENTS SEC(".maps");
+#endif
 
 struct ct_key {
 	__u32 lo[4]; /* the numerically smaller (address, port) end */
 	__u32 hi[4];
 	__u16 port_lo;
 	__u16 port_hi;
-	__u32 ifindex;
-	__u8 proto;
-	__u8 pad[3];
+	__u32 if_proto; /* ifindex << 8 | L4 protocol: 40-byte key, 10 words to hash */
 };
 
 struct ct_entry {
@@ -393,12 +400,21 @@ struct emit_args {
 	__u8 scan; /* look for the end of an HTTP head in the captured payload */
 };
 
-static __always_inline void ring_output(struct webb_counters *c, struct scratch *s, __u32 n)
+/* Writes header + n captured bytes from the scratch slot; counts a full buffer as lost. */
+static __always_inline void ring_output(void *ctx, struct webb_counters *c, struct scratch *s, __u32 n)
 {
+	long err;
+	/* Keep the bound on the register the helper sees (clang 14 re-derives it otherwise). */
+	asm volatile("%0 &= 0x7ff" : "+r"(n));
+#ifdef WEBB_PERF
+	err = bpf_perf_event_output(ctx, &EVENTS, BPF_F_CURRENT_CPU, s, WEBB_EVENT_HDR_LEN + n);
+#else
+	/* Wake the reader only past a fill threshold: every wakeup is an IPI; a timer drains the rest. */
 	__u64 avail = bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA);
 	__u64 wflags = avail + WEBB_EVENT_HDR_LEN + n >= cfg_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-
-	if (bpf_ringbuf_output(&EVENTS, s, WEBB_EVENT_HDR_LEN + n, wflags))
+	err = bpf_ringbuf_output(&EVENTS, s, WEBB_EVENT_HDR_LEN + n, wflags);
+#endif
+	if (err)
 		c->ring_fail++;
 	else
 		c->events++;
@@ -497,7 +513,7 @@ static __always_inline int emit(struct __sk_buff *skb, struct pkt *p, struct emi
 			found = sc.found;
 		}
 	}
-	ring_output(c, s, n);
+	ring_output(skb, c, s, n);
 	return found;
 }
 
@@ -568,8 +584,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		k.port_lo = dport;
 		k.port_hi = p.sport;
 	}
-	k.ifindex = skb->ifindex;
-	k.proto = p.proto;
+	k.if_proto = skb->ifindex << 8 | p.proto;
 
 	__u8 fl = p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST);
 	e = bpf_map_lookup_elem(&CT, &k);
@@ -779,15 +794,7 @@ int webb_kfree_skb(struct trace_event_raw_kfree_skb *ctx)
 	if (n < ev->orig_len)
 		ev->flags |= WEBB_F_TRUNCATED;
 	c->kdrop_events++;
-	{
-		__u64 avail = bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA);
-		__u64 wflags = avail + WEBB_EVENT_HDR_LEN + n >= cfg_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-										   : BPF_RB_NO_WAKEUP;
-		if (bpf_ringbuf_output(&EVENTS, s, WEBB_EVENT_HDR_LEN + (n & 255), wflags))
-			c->ring_fail++;
-		else
-			c->events++;
-	}
+	ring_output(ctx, c, s, n);
 	return 0;
 }
 

@@ -4,9 +4,9 @@
 pub mod datapath;
 pub mod decode;
 pub mod endpoints;
-pub mod identity;
-pub mod ring;
 pub mod fieldmask;
+pub mod identity;
 pub mod metrics;
-pub mod server;
 pub mod pipeline;
+pub mod ring;
+pub mod server;

@@ -289,7 +289,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let unix_path = match &args.unix_socket {
         Some(p) if p.as_os_str().is_empty() => None,
         Some(p) => Some(p.clone()),
-        None => Some(PathBuf::from(format!("/var/run/webb/{node}.sock"))),
+        // `cluster/node` names must not become directories.
+        None => Some(PathBuf::from(format!(
+            "/var/run/webb/{}.sock",
+            node.replace('/', "-")
+        ))),
     };
     let unix = unix_path.map(|path| {
         tracing::info!(path = %path.display(), "Observer API on unix socket");

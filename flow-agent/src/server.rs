@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -25,6 +26,7 @@ use webb_proto::observer::{
 };
 use webb_proto::peer::peer_server::{Peer, PeerServer};
 use webb_proto::peer::{ChangeNotification, ChangeNotificationType, NotifyRequest};
+use webb_proto::webb_v1::FlowExtras;
 
 use crate::decode::FlowRecord;
 use crate::metrics::Metrics;
@@ -39,15 +41,56 @@ pub const NAMESPACE_TTL: Duration = Duration::from_secs(3600);
 /// Responses buffered per GetFlows stream before the reader waits for the client.
 const STREAM_BUFFER: usize = 256;
 
-/// What the ring holds: decoded flows and the datapath's own losses (which Hubble keeps in the
-/// ring too, so every reader sees them in order).
-// Entries live behind an Arc in the ring, so the size difference costs nothing; boxing the
-// flow would cost an allocation per flow.
-#[allow(clippy::large_enum_variant)]
+/// What the ring holds: flows and the datapath's own losses (which Hubble keeps in the ring
+/// too, so every reader sees them in order).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RingEvent {
-    Flow(FlowRecord),
+    Flow(StoredFlow),
     Lost(LostEvent),
+}
+
+/// A flow as the ring keeps it: protobuf-encoded, because a decoded `Flow` with its strings
+/// takes ~2.5 KB and its encoding ~0.5 KB (a 65535-flow ring must fit an agent in 64 MB).
+/// The time stays outside so time-range walks need no decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFlow {
+    time_ns: i128,
+    flow: Box<[u8]>,
+    extras: Option<Box<[u8]>>,
+}
+
+impl StoredFlow {
+    pub fn new(record: &FlowRecord) -> Self {
+        StoredFlow {
+            time_ns: flow_time(&record.flow),
+            flow: record.flow.encode_to_vec().into_boxed_slice(),
+            extras: record
+                .extras
+                .as_ref()
+                .map(|e| e.encode_to_vec().into_boxed_slice()),
+        }
+    }
+
+    /// Flow time in Unix nanoseconds (0 when the flow has none).
+    pub fn time_ns(&self) -> i128 {
+        self.time_ns
+    }
+
+    /// Bytes held for this flow.
+    pub fn stored_len(&self) -> usize {
+        self.flow.len() + self.extras.as_ref().map_or(0, |e| e.len())
+    }
+
+    /// The flow and its extras, decoded.
+    pub fn record(&self) -> Result<FlowRecord, prost::DecodeError> {
+        Ok(FlowRecord {
+            flow: Flow::decode(&self.flow[..])?,
+            extras: match &self.extras {
+                Some(e) => Some(FlowExtras::decode(&e[..])?),
+                None => None,
+            },
+        })
+    }
 }
 
 /// A peer announced by `peer.Peer/Notify`.
@@ -118,7 +161,8 @@ impl Observed {
             }
         }
         self.seen_flows.fetch_add(1, Ordering::Relaxed);
-        self.ring.push_quiet(RingEvent::Flow(record));
+        self.ring
+            .push_quiet(RingEvent::Flow(StoredFlow::new(&record)));
     }
 
     /// Records `count` events the datapath lost (e.g. ring-buffer reserve failures), so
@@ -176,7 +220,7 @@ impl Observed {
             let RingEvent::Flow(r) = ev.as_ref() else {
                 continue;
             };
-            let t = flow_time(&r.flow);
+            let t = r.time_ns();
             if t < since_ns {
                 complete = false;
                 break;
@@ -306,11 +350,13 @@ impl FlowQuery {
             let RingEvent::Flow(r) = ev.as_ref() else {
                 continue;
             };
-            if !self.filters.matches(&r.flow) {
+            if !self.filters.is_empty()
+                && !r.record().is_ok_and(|rec| self.filters.matches(&rec.flow))
+            {
                 continue;
             }
             if let Some(since) = self.since {
-                if flow_time(&r.flow) < since {
+                if r.time_ns() < since {
                     start = seq + 1;
                     break;
                 }
@@ -412,18 +458,22 @@ async fn serve_flows(
                         return;
                     }
                 }
-                RingEvent::Flow(r) => {
-                    let t = flow_time(&r.flow);
+                RingEvent::Flow(stored) => {
+                    let t = stored.time_ns();
                     if query.since.is_some_and(|s| t < s) {
                         continue;
                     }
                     if query.until.is_some_and(|u| t > u) {
                         break;
                     }
+                    let Ok(r) = stored.record() else {
+                        state.metrics.lost(crate::metrics::stage::DECODE, 1);
+                        continue;
+                    };
                     if !query.filters.matches(&r.flow) {
                         continue;
                     }
-                    if tx.send(Ok(query.response(&node, r))).await.is_err() {
+                    if tx.send(Ok(query.response(&node, &r))).await.is_err() {
                         return;
                     }
                     sent += 1;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use flow_agent::datapath::event::{CtState, EventKind, RawEvent};
+use flow_agent::datapath::event::{CtState, Direction, EventKind, Family, RawEvent};
 use flow_agent::datapath::{Datapath, DatapathConfig, KernelDropNames, NetnsGuard};
 
 fn ip(args: &[&str]) {
@@ -188,7 +188,10 @@ fn bulk_tcp_transfer_yields_one_event_per_lifecycle_step_not_per_packet() {
         (conn[0].netns_ino, conn[0].ifindex),
         (att.netns_ino, att.ifindex)
     );
-    assert_eq!(conn[1].netns_ino, att.netns_ino, "egress records name the namespace too");
+    assert_eq!(
+        conn[1].netns_ino, att.netns_ino,
+        "egress records name the namespace too"
+    );
     assert_eq!(c.ring_fail, 0);
     drop(topo);
 }
@@ -225,6 +228,71 @@ fn udp_to_a_closed_port_is_a_kernel_drop_with_its_reason() {
         evs.iter()
             .any(|e| e.kind == EventKind::Trace && e.icmp_type == 3 && e.icmp_code == 3)
     );
+    drop(topo);
+}
+
+#[test]
+fn ipv6_udp_between_namespaces_is_observed_both_ways() {
+    let topo = Topology::new("6", "198.18.23");
+    ip(&[
+        "-n",
+        &topo.cli,
+        "addr",
+        "add",
+        "2001:2:0:23::1/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    ip(&[
+        "-n",
+        &topo.srv,
+        "addr",
+        "add",
+        "2001:2:0:23::2/64",
+        "dev",
+        "veth0",
+        "nodad",
+    ]);
+    let mut dp = load();
+    dp.set_ipcache(&[
+        ("2001:2:0:23::1/128".parse().unwrap(), 3001),
+        ("2001:2:0:23::2/128".parse().unwrap(), 3002),
+    ])
+    .unwrap();
+    dp.attach("veth0", Some(&Topology::path(&topo.srv)))
+        .unwrap();
+
+    let srv = Topology::within(&topo.srv, || {
+        UdpSocket::bind("[2001:2:0:23::2]:7000").unwrap()
+    });
+    let cli = Topology::within(&topo.cli, || UdpSocket::bind("[2001:2:0:23::1]:0").unwrap());
+    srv.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    cli.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..3 {
+        cli.send_to(b"ping", "[2001:2:0:23::2]:7000").unwrap();
+        let (n, from) = srv.recv_from(&mut buf).unwrap();
+        srv.send_to(&buf[..n], from).unwrap();
+        cli.recv_from(&mut buf).unwrap();
+    }
+    let recs = dp.drain_events().unwrap();
+    let evs: Vec<RawEvent<'_>> = recs
+        .iter()
+        .map(|r| RawEvent::parse(r).unwrap())
+        .filter(|e| e.l4_proto == 17 && (e.sport == 7000 || e.dport == 7000))
+        .collect();
+    assert_eq!(
+        evs.len(),
+        2,
+        "first datagram each way, not all six: {evs:#?}"
+    );
+    assert_eq!(evs[0].family, Family::V6);
+    assert_eq!((evs[0].src_identity, evs[0].dst_identity), (3001, 3002));
+    assert_eq!(evs[0].direction, Direction::Ingress);
+    assert!(!evs[0].is_reply && evs[1].is_reply);
+    assert_eq!(evs[1].direction, Direction::Egress);
+    assert_eq!(evs[1].src_ip(), Some("2001:2:0:23::2".parse().unwrap()));
     drop(topo);
 }
 

@@ -5,7 +5,9 @@ mod datapath_support;
 
 use datapath_support::*;
 use flow_agent::datapath::event::{CtState, EventKind, Family, L7Kind, RawEvent, flags};
-use flow_agent::datapath::{Aggregation, Datapath, DatapathConfig, IDENTITY_WORLD, TcProgram};
+use flow_agent::datapath::{
+    Aggregation, Datapath, DatapathConfig, IDENTITY_WORLD, TcProgram, Transport,
+};
 
 /// TC_ACT_UNSPEC: the observer never changes the packet's fate when forwarding.
 const PASS: i32 = -1;
@@ -143,10 +145,17 @@ fn a_syn_on_a_closed_tuple_is_a_new_connection() {
     let mut dp = load(Aggregation::Flows);
     run(&dp, TcProgram::Egress, &tcp(C, 40008, S, 80, SYN, 1, b""));
     run(&dp, TcProgram::Egress, &tcp(C, 40008, S, 80, SYN, 1, b"")); // retransmitted SYN
-    run(&dp, TcProgram::Egress, &tcp(C, 40008, S, 80, RST | ACK, 2, b""));
+    run(
+        &dp,
+        TcProgram::Egress,
+        &tcp(C, 40008, S, 80, RST | ACK, 2, b""),
+    );
     run(&dp, TcProgram::Egress, &tcp(C, 40008, S, 80, SYN, 500, b""));
     let recs = events(&mut dp);
-    let states: Vec<_> = recs.iter().map(|r| RawEvent::parse(r).unwrap().ct_state).collect();
+    let states: Vec<_> = recs
+        .iter()
+        .map(|r| RawEvent::parse(r).unwrap().ct_state)
+        .collect();
     assert_eq!(states, [CtState::New, CtState::Closing, CtState::New]);
 }
 
@@ -405,4 +414,52 @@ fn conntrack_is_per_interface_direction_agnostic() {
     run(&dp, TcProgram::Ingress, &syn);
     run(&dp, TcProgram::Egress, &syn);
     assert_eq!(events(&mut dp).len(), 1);
+}
+
+#[test]
+fn a_full_ring_counts_every_lost_record() {
+    let cfg = DatapathConfig {
+        aggregation: Aggregation::None,
+        ring_bytes: 4096,
+        kernel_drops: false,
+        ..DatapathConfig::default()
+    };
+    let mut dp = Datapath::load(cfg).expect("load datapath (needs root and BPF)");
+    for i in 0..100 {
+        run(&dp, TcProgram::Egress, &tcp(C, 40009, S, 80, ACK, i, b""));
+    }
+    let c = dp.counters().unwrap();
+    assert!(c.ring_fail > 0, "a 4 KiB ring cannot hold 100 records");
+    assert_eq!(
+        c.events + c.ring_fail,
+        100,
+        "every record is either written or counted lost"
+    );
+    assert_eq!(events(&mut dp).len() as u64, c.events);
+}
+
+#[test]
+fn the_perf_buffer_fallback_carries_the_same_records() {
+    let cfg = DatapathConfig {
+        transport: Transport::Perf,
+        kernel_drops: false,
+        ..DatapathConfig::default()
+    };
+    let mut dp = Datapath::load(cfg).expect("load datapath (needs root and BPF)");
+    assert_eq!(dp.transport(), Transport::Perf);
+    run(&dp, TcProgram::Egress, &tcp(C, 40010, S, 80, SYN, 1, b""));
+    run(&dp, TcProgram::Egress, &tcp(C, 40010, S, 80, ACK, 2, b""));
+    let recs = events(&mut dp);
+    assert_eq!(recs.len(), 1);
+    let ev = RawEvent::parse(&recs[0]).unwrap();
+    assert_eq!(
+        (ev.ct_state, ev.sport, ev.tcp_flags),
+        (CtState::New, 40010, SYN)
+    );
+}
+
+#[test]
+fn auto_transport_picks_the_ring_buffer_on_this_kernel() {
+    let dp = load(Aggregation::Flows);
+    assert_eq!(dp.transport(), Transport::RingBuf);
 }

@@ -2,7 +2,7 @@
 //! Hubble's fields (Summary wording, directions, observation points, endpoints) out.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use flow_agent::datapath::event::{
@@ -532,5 +532,4 @@ fn unknown_addresses_in_ipv6_are_printed_canonically() {
         })
         .flow;
     assert_eq!(f.ip.unwrap().source, "2001:2:0:9::1");
-    let _ = Ipv4Addr::LOCALHOST;
 }

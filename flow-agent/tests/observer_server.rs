@@ -35,7 +35,7 @@ fn record(i: u64) -> FlowRecord {
         time: Some(Timestamp::from_unix_nanos(BASE_NS + i * STEP_NS)),
         uuid: format!("uuid-{i}"),
         node_name: "vn1".into(),
-        verdict: if i % 2 == 0 { 1 } else { 2 },
+        verdict: if i.is_multiple_of(2) { 1 } else { 2 },
         summary: format!("flow {i}"),
         source: Some(Endpoint {
             namespace: format!("ns-{}", i % 3),
@@ -368,7 +368,7 @@ async fn invalid_requests_are_invalid_argument() {
             ..Default::default()
         },
         GetFlowsRequest {
-            field_mask: Some(webb_proto::pbjson_types::FieldMask {
+            field_mask: Some(webb_proto::FieldMask {
                 paths: vec!["no_such_field".into()],
             }),
             ..Default::default()
@@ -387,7 +387,7 @@ async fn field_mask_copies_only_the_listed_paths() {
         &mut s.client,
         GetFlowsRequest {
             number: 1,
-            field_mask: Some(webb_proto::pbjson_types::FieldMask {
+            field_mask: Some(webb_proto::FieldMask {
                 paths: vec!["uuid".into(), "source.pod_name".into()],
             }),
             ..Default::default()

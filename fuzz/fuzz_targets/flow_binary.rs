@@ -21,6 +21,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(line) = json::response_to_line(&response) {
         let parsed = json::response_from_line(&line)
             .unwrap_or_else(|e| panic!("printed line does not parse: {e}\n{line}"));
-        assert_eq!(parsed, response, "JSON round trip changed the message:\n{line}");
+        assert_eq!(
+            parsed, response,
+            "JSON round trip changed the message:\n{line}"
+        );
     }
 });

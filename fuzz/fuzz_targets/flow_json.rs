@@ -17,6 +17,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(line) = json::response_to_line(&response) {
         let again = json::response_from_line(&line)
             .unwrap_or_else(|e| panic!("printed line does not parse: {e}\n{line}"));
-        assert_eq!(again, response, "JSON round trip changed the message:\n{line}");
+        assert_eq!(
+            again, response,
+            "JSON round trip changed the message:\n{line}"
+        );
     }
 });

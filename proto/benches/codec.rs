@@ -99,15 +99,21 @@ fn bench(c: &mut Criterion) {
 
 /// ns/flow of `op` over passes through the whole mix: (median, best). The machine is shared,
 /// so the best pass is the closer estimate of the cost itself.
-fn ns_per_flow(mut op: impl FnMut(usize)) -> (f64, f64) {
+fn ns_per_flow(op: impl FnMut(usize)) -> (f64, f64) {
+    ns_per_flow_where(|_| true, op)
+}
+
+/// Like [`ns_per_flow`], over the flows of the mix that `select` picks.
+fn ns_per_flow_where(select: impl Fn(usize) -> bool, mut op: impl FnMut(usize)) -> (f64, f64) {
+    let picked: Vec<usize> = (0..MIX).filter(|&i| select(i)).collect();
     let mut samples = Vec::new();
     let deadline = Instant::now() + Duration::from_millis(600);
     while samples.len() < 5 || (Instant::now() < deadline && samples.len() < 50) {
         let start = Instant::now();
-        for i in 0..MIX {
+        for &i in &picked {
             op(i);
         }
-        samples.push(start.elapsed().as_nanos() as f64 / MIX as f64);
+        samples.push(start.elapsed().as_nanos() as f64 / picked.len() as f64);
     }
     samples.sort_by(f64::total_cmp);
     (samples[samples.len() / 2], samples[0])
@@ -129,6 +135,17 @@ fn summary() {
     });
     let decode = ns_per_flow(|i| {
         black_box(GetFlowsResponse::decode(corpus.binary[i].as_slice()).expect("decodes"));
+    });
+    // Same mix split by kind: L7 flows carry URLs, headers and trace ids on top of L3/L4.
+    let is_l7 = |i: usize| corpus.lines[i].contains(r#""Type":"L7""#);
+    let binary_l34 = ns_per_flow_where(
+        |i| !is_l7(i),
+        |i| {
+            black_box(binary_round_trip(&corpus.responses[i], &mut buf));
+        },
+    );
+    let binary_l7 = ns_per_flow_where(is_l7, |i| {
+        black_box(binary_round_trip(&corpus.responses[i], &mut buf));
     });
     let print = ns_per_flow(|i| {
         black_box(json_print(&corpus.responses[i], &mut buf));
@@ -157,8 +174,8 @@ fn summary() {
     };
     row("binary encode+decode", binary, 1_000.0, 8_000.0);
     println!(
-        "  of which encode {:.0} ns, decode {:.0} ns (best)",
-        encode.1, decode.1
+        "  of which encode {:.0} ns, decode {:.0} ns; L3/L4 flows {:.0} ns, L7 flows {:.0} ns (best)",
+        encode.1, decode.1, binary_l34.1, binary_l7.1
     );
     row("JSON print one line", print, 3_000.0, 24_000.0);
     row("JSON parse one line", parse, 3_000.0, 24_000.0);

@@ -6,9 +6,13 @@
 //!   (see [`extras`] and [`options`]).
 //! - [`json`]: protojson exactly as `hubble observe -o json` prints it, both directions.
 //! - [`health`]: the standard gRPC health service every Webb server registers.
+//! - [`wkt`]: `Timestamp`, `Any` and `FieldMask` with Go-identical protojson (other well-known
+//!   types, e.g. `BoolValue`, come from the re-exported [`pbjson_types`]).
+//! - [`sample`]: realistic, deterministic flows for tests and benchmarks in every crate.
 
 pub mod extras;
 pub mod json;
+mod json_enum;
 mod json_number;
 pub mod options;
 pub mod sample;
@@ -63,4 +67,18 @@ pub mod health {
 
     /// The service name Hubble's CLI asks the health service about.
     pub const OBSERVER_HEALTH_SERVICE: &str = "hubble.server.Observer";
+
+    /// Reports the Observer as serving (or not) under both names clients ask for: the
+    /// server as a whole (`""`) and [`OBSERVER_HEALTH_SERVICE`].
+    pub async fn set_observer_serving(reporter: &server::HealthReporter, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        reporter.set_service_status("", status).await;
+        reporter
+            .set_service_status(OBSERVER_HEALTH_SERVICE, status)
+            .await;
+    }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::builder::TypedValueParser as _;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use flow_filter::FlowFilters;
 use webb_proto::health::pb::{
@@ -37,6 +38,21 @@ Examples:
   Offline, from saved JSON lines (or - for stdin):
     webb observe --input-file flows.json --type l7 --http-method get";
 
+const TUI_EXAMPLES: &str = "\
+Examples:
+  Live view of the relay, errors of namespace demo only:
+    webb tui --filter '--from-namespace demo --http-status 5+'
+  Open on the last hour of history (relay with a flow store):
+    webb tui --since 1h
+  Browse saved flows:
+    webb tui --input-file flows.json
+Keys: ? shows them all; / edits the filter; space pauses; Enter shows a flow; 1-4 switch views.";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  webb status --server relay:4245
+  webb status --server unix:///var/run/webb/node-1.sock -o dict";
+
 /// Network flow observability, Hubble-compatible.
 #[derive(Debug, Parser)]
 #[command(name = "webb", version, about, propagate_version = true)]
@@ -60,6 +76,7 @@ pub enum Command {
     #[command(after_help = OBSERVE_EXAMPLES)]
     Observe(Box<ObserveArgs>),
     /// Health check and server status
+    #[command(after_help = STATUS_EXAMPLES)]
     Status(StatusArgs),
     /// List nodes or namespaces
     #[command(subcommand)]
@@ -67,8 +84,9 @@ pub enum Command {
     /// SQL over the flow history
     Sql(SqlArgs),
     /// Live terminal flow viewer (flows, service map, drops, HTTP routes)
+    #[command(after_help = TUI_EXAMPLES)]
     Tui(TuiArgs),
-    /// Print a shell completion script
+    /// Print a shell completion script (e.g. webb completion bash > /etc/bash_completion.d/webb)
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -196,7 +214,8 @@ pub struct TuiArgs {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub last: u64,
     /// Flows kept in the viewer (older ones are evicted and counted)
-    #[arg(long, value_name = "N", default_value_t = crate::viewer::state::DEFAULT_CAPACITY)]
+    #[arg(long, value_name = "N", default_value_t = crate::viewer::state::DEFAULT_CAPACITY,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(|n| n as usize))]
     pub buffer: usize,
     /// Frames per second
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]

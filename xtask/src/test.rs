@@ -104,13 +104,14 @@ fn prerequisites() -> Result<Outcome> {
 fn fmt() -> Result<Outcome> {
     cmd::run(cmd::cargo().args(["fmt", "--all", "--", "--check"]))?;
     if let Some(manifest) = fuzz::manifest() {
-        // The fuzz crate is its own workspace, so `--all` above does not reach it.
+        // The fuzz crate is its own workspace, so `--all` above does not reach it (and `--all`
+        // here would reach into its path dependencies, the root workspace's crates).
         cmd::run(
             cmd::cargo()
                 .arg("fmt")
                 .arg("--manifest-path")
                 .arg(&manifest)
-                .args(["--all", "--", "--check"]),
+                .args(["--", "--check"]),
         )?;
     }
     Ok(Outcome::note("formatted"))
@@ -308,7 +309,13 @@ fn check_node_version() -> Result<()> {
 
 /// `v20.20.2` → 20.
 fn parse_node_major(version: &str) -> Option<u32> {
-    version.trim().strip_prefix('v')?.split('.').next()?.parse().ok()
+    version
+        .trim()
+        .strip_prefix('v')?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn npm(dir: &Path) -> Command {

@@ -27,6 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::perf::{PerfEventArray, PerfEventArrayBuffer};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
@@ -43,6 +44,8 @@ pub use netns::{NetnsError, NetnsGuard};
 pub use ring::{EventRecord, ReaderStats};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flow.bpf.o"));
+static OBJECT_PERF: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flow_perf.bpf.o"));
 
 /// Reserved identity of the local host (Cilium's `reserved:host`).
 pub const IDENTITY_HOST: u32 = 1;
@@ -61,6 +64,18 @@ pub enum Aggregation {
     Flows,
     /// Every packet (debugging; costly).
     None,
+}
+
+/// How records travel from the kernel to the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// Ring buffer when the kernel has it (5.8+), else perf buffers.
+    #[default]
+    Auto,
+    /// BPF ring buffer: variable-size records, wakeup past a fill threshold plus a timer drain.
+    RingBuf,
+    /// Per-CPU perf buffers (fallback; aya wakes the reader on every record, ~5 µs each).
+    Perf,
 }
 
 /// Load-time settings of the datapath.
@@ -89,6 +104,12 @@ pub struct DatapathConfig {
     pub ipcache_entries: u32,
     /// Attach the `skb:kfree_skb` tracepoint for kernel drops in the watched namespaces.
     pub kernel_drops: bool,
+    /// Report kernel drops of every namespace, not only watched ones (debugging; noisy).
+    pub kernel_drops_all_netns: bool,
+    /// Record transport.
+    pub transport: Transport,
+    /// Pages per CPU of each perf buffer (power of two; [`Transport::Perf`] only; default 64).
+    pub perf_pages: usize,
 }
 
 impl Default for DatapathConfig {
@@ -105,6 +126,9 @@ impl Default for DatapathConfig {
             ct_entries: 65536,
             ipcache_entries: 65536,
             kernel_drops: true,
+            kernel_drops_all_netns: false,
+            transport: Transport::Auto,
+            perf_pages: 64,
         }
     }
 }
@@ -236,6 +260,9 @@ pub struct Counters {
     pub read_bytes: u64,
     /// Reader drain passes triggered by a kernel wakeup.
     pub reader_wakeups: u64,
+    /// Records the perf buffers reported lost (perf transport; the same losses are already in
+    /// `ring_fail`, counted by the program when its output call failed).
+    pub perf_lost: u64,
 }
 
 /// An interface the datapath is attached to.
@@ -263,6 +290,7 @@ type AttachKey = (String, Option<PathBuf>);
 
 enum RingState {
     Idle(RingBuf<MapData>),
+    IdlePerf(Vec<PerfEventArrayBuffer<MapData>>),
     Reading,
 }
 
@@ -282,6 +310,7 @@ pub struct Datapath {
     ebpf: Ebpf,
     config: DatapathConfig,
     ring: RingState,
+    transport: Transport,
     stats: Arc<ReaderStats>,
     wanted: BTreeMap<AttachKey, ()>,
     attached: BTreeMap<AttachKey, Attachment>,
@@ -309,39 +338,45 @@ impl Datapath {
                 "channel_capacity, ct_entries and ipcache_entries must be positive".into(),
             ));
         }
-        let cap_len = u32::from(config.cap_len);
-        let aggregate: u32 = match config.aggregation {
-            Aggregation::Flows => 1,
-            Aggregation::None => 0,
-        };
-        let mut ebpf = EbpfLoader::new()
-            .override_global("cfg_cap_len", &cap_len, true)
-            .override_global("cfg_aggregate", &aggregate, true)
-            .override_global("cfg_wakeup_bytes", &config.wakeup_bytes, true)
-            .override_global("cfg_l7_max_segments", &config.l7_max_segments, true)
-            .override_global("cfg_l7_max_bytes", &config.l7_max_bytes, true)
-            .map_max_entries("EVENTS", config.ring_bytes)
-            .map_max_entries("CT", config.ct_entries)
-            .map_max_entries("IPCACHE", config.ipcache_entries)
-            .load(OBJECT)
-            .map_err(|e| DatapathError::Load(Box::new(e)))?;
-        for p in [TcProgram::Ingress, TcProgram::Egress, TcProgram::Empty] {
-            let name = p.name();
-            classifier(&mut ebpf, name)?
-                .load()
-                .map_err(prog_err(name))?;
+        if !config.perf_pages.is_power_of_two() {
+            return Err(DatapathError::Config(format!(
+                "perf_pages {} must be a power of two",
+                config.perf_pages
+            )));
         }
-        let ring_map = ebpf.take_map("EVENTS").ok_or(DatapathError::Map {
+        let (mut ebpf, transport) = match config.transport {
+            Transport::RingBuf => (
+                load_object(&config, Transport::RingBuf)?,
+                Transport::RingBuf,
+            ),
+            Transport::Perf => (load_object(&config, Transport::Perf)?, Transport::Perf),
+            Transport::Auto => match load_object(&config, Transport::RingBuf) {
+                Ok(ebpf) => (ebpf, Transport::RingBuf),
+                Err(ring_err) => {
+                    tracing::warn!(error = %ring_err, "ring-buffer datapath failed to load; trying perf buffers");
+                    match load_object(&config, Transport::Perf) {
+                        Ok(ebpf) => (ebpf, Transport::Perf),
+                        // The ring-buffer error is the informative one on a modern kernel.
+                        Err(_) => return Err(ring_err),
+                    }
+                }
+            },
+        };
+        let events_map = ebpf.take_map("EVENTS").ok_or(DatapathError::Map {
             map: "EVENTS",
             source: Box::new(aya::maps::MapError::InvalidName {
                 name: "EVENTS".into(),
             }),
         })?;
-        let ring = RingBuf::try_from(ring_map).map_err(map_err("EVENTS"))?;
+        let ring = match transport {
+            Transport::Perf => RingState::IdlePerf(open_perf(events_map, config.perf_pages)?),
+            _ => RingState::Idle(RingBuf::try_from(events_map).map_err(map_err("EVENTS"))?),
+        };
         let mut dp = Datapath {
             ebpf,
             config,
-            ring: RingState::Idle(ring),
+            ring,
+            transport,
             stats: Arc::new(ReaderStats::default()),
             wanted: BTreeMap::new(),
             attached: BTreeMap::new(),
@@ -369,6 +404,11 @@ impl Datapath {
         let id = prog.attach("skb", "kfree_skb").map_err(prog_err(NAME))?;
         self.kdrop_link = Some(prog.take_link(id).map_err(prog_err(NAME))?);
         Ok(())
+    }
+
+    /// The transport in use ([`Transport::RingBuf`] or [`Transport::Perf`], never `Auto`).
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
     /// The configuration the datapath was loaded with.
@@ -623,6 +663,7 @@ impl Datapath {
             read_records: self.stats.records.load(Ordering::Relaxed),
             read_bytes: self.stats.bytes.load(Ordering::Relaxed),
             reader_wakeups: self.stats.wakeups.load(Ordering::Relaxed),
+            perf_lost: self.stats.perf_lost.load(Ordering::Relaxed),
         })
     }
 
@@ -630,16 +671,28 @@ impl Datapath {
     /// (capacity [`DatapathConfig::channel_capacity`]). Callable once; must run in a runtime.
     pub fn events(&mut self) -> Result<mpsc::Receiver<EventRecord>, DatapathError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| DatapathError::NoRuntime)?;
-        let RingState::Idle(ring) = std::mem::replace(&mut self.ring, RingState::Reading) else {
-            return Err(DatapathError::RingTaken);
-        };
         let (tx, rx) = mpsc::channel(self.config.channel_capacity);
-        handle.spawn(ring::run(
-            ring,
-            tx,
-            self.config.drain_interval,
-            Arc::clone(&self.stats),
-        ));
+        match std::mem::replace(&mut self.ring, RingState::Reading) {
+            RingState::Idle(ring) => {
+                handle.spawn(ring::run(
+                    ring,
+                    tx,
+                    self.config.drain_interval,
+                    Arc::clone(&self.stats),
+                ));
+            }
+            RingState::IdlePerf(buffers) => {
+                for buf in buffers {
+                    handle.spawn(ring::run_perf(
+                        buf,
+                        tx.clone(),
+                        self.config.drain_interval,
+                        Arc::clone(&self.stats),
+                    ));
+                }
+            }
+            RingState::Reading => return Err(DatapathError::RingTaken),
+        }
         Ok(rx)
     }
 
@@ -648,6 +701,10 @@ impl Datapath {
     pub fn drain_events(&mut self) -> Result<Vec<EventRecord>, DatapathError> {
         match &mut self.ring {
             RingState::Idle(ring) => Ok(ring::drain_now(ring, &self.stats)),
+            RingState::IdlePerf(buffers) => Ok(buffers
+                .iter_mut()
+                .flat_map(|b| ring::drain_perf_now(b, &self.stats))
+                .collect()),
             RingState::Reading => Err(DatapathError::RingTaken),
         }
     }
@@ -705,6 +762,63 @@ fn release(att: Attachment) {
     }
 }
 
+/// Loads the object for `transport` (ring buffer or perf) with the config's knobs and verifies
+/// the TC programs.
+fn load_object(config: &DatapathConfig, transport: Transport) -> Result<Ebpf, DatapathError> {
+    let cap_len = u32::from(config.cap_len);
+    let aggregate: u32 = match config.aggregation {
+        Aggregation::Flows => 1,
+        Aggregation::None => 0,
+    };
+    let kdrop_all = u32::from(config.kernel_drops_all_netns);
+    let mut loader = EbpfLoader::new();
+    loader
+        .override_global("cfg_cap_len", &cap_len, true)
+        .override_global("cfg_aggregate", &aggregate, true)
+        .override_global("cfg_wakeup_bytes", &config.wakeup_bytes, true)
+        .override_global("cfg_l7_max_segments", &config.l7_max_segments, true)
+        .override_global("cfg_l7_max_bytes", &config.l7_max_bytes, true)
+        .override_global("cfg_kdrop_all_netns", &kdrop_all, true)
+        .map_max_entries("CT", config.ct_entries)
+        .map_max_entries("IPCACHE", config.ipcache_entries);
+    let object = if transport == Transport::Perf {
+        // A perf event array without max_entries is sized to the possible CPUs by aya.
+        OBJECT_PERF
+    } else {
+        loader.map_max_entries("EVENTS", config.ring_bytes);
+        OBJECT
+    };
+    let mut ebpf = loader
+        .load(object)
+        .map_err(|e| DatapathError::Load(Box::new(e)))?;
+    for p in [TcProgram::Ingress, TcProgram::Egress, TcProgram::Empty] {
+        let name = p.name();
+        classifier(&mut ebpf, name)?
+            .load()
+            .map_err(prog_err(name))?;
+    }
+    Ok(ebpf)
+}
+
+/// Opens one perf buffer per online CPU (records written before this are lost, so it happens
+/// at load time).
+fn open_perf(
+    map: aya::maps::Map,
+    pages: usize,
+) -> Result<Vec<PerfEventArrayBuffer<MapData>>, DatapathError> {
+    let mut arr = PerfEventArray::try_from(map).map_err(map_err("EVENTS"))?;
+    let cpus = aya::util::online_cpus().map_err(|(what, e)| {
+        DatapathError::Config(format!("cannot list online CPUs ({what}): {e}"))
+    })?;
+    cpus.into_iter()
+        .map(|cpu| {
+            arr.open(cpu, Some(pages)).map_err(|e| {
+                DatapathError::Config(format!("cannot open the perf buffer of CPU {cpu}: {e}"))
+            })
+        })
+        .collect()
+}
+
 fn classifier<'a>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
@@ -753,3 +867,9 @@ pub fn ensure_tracefs() -> Result<(), DatapathError> {
     }
     Ok(())
 }
+
+// The agent moves the datapath into a task that rescans interfaces periodically.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Datapath>();
+};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aya::maps::perf::{PerfEvent, PerfEventArrayBuffer};
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
@@ -27,6 +28,8 @@ pub struct ReaderStats {
     pub bytes: AtomicU64,
     /// Drain passes triggered by a kernel wakeup (the rest came from the timer).
     pub wakeups: AtomicU64,
+    /// Samples perf buffers reported lost (perf transport only).
+    pub perf_lost: AtomicU64,
 }
 
 /// Drains `ring` until the receiver is dropped. Must run inside a tokio runtime.
@@ -96,4 +99,67 @@ pub(crate) fn drain_now(ring: &mut RingBuf<MapData>, stats: &ReaderStats) -> Vec
     }
     stats.records.fetch_add(out.len() as u64, Ordering::Relaxed);
     out
+}
+
+/// Copies every pending sample out of one perf buffer. Samples carry the kernel's alignment
+/// padding after the record; the parser ignores bytes past `cap_len`.
+pub(crate) fn drain_perf_now(
+    buf: &mut PerfEventArrayBuffer<MapData>,
+    stats: &ReaderStats,
+) -> Vec<EventRecord> {
+    let mut out = Vec::new();
+    buf.for_each(|ev| match ev {
+        PerfEvent::Sample { head, tail } => {
+            let mut rec = Vec::with_capacity(head.len() + tail.len());
+            rec.extend_from_slice(head);
+            rec.extend_from_slice(tail);
+            stats.bytes.fetch_add(rec.len() as u64, Ordering::Relaxed);
+            out.push(rec);
+        }
+        PerfEvent::Lost { count } => {
+            stats.perf_lost.fetch_add(count, Ordering::Relaxed);
+        }
+    });
+    stats.records.fetch_add(out.len() as u64, Ordering::Relaxed);
+    out
+}
+
+/// Drains one CPU's perf buffer until the receiver is dropped (perf transport).
+pub(crate) async fn run_perf(
+    buf: PerfEventArrayBuffer<MapData>,
+    tx: mpsc::Sender<EventRecord>,
+    interval: Duration,
+    stats: Arc<ReaderStats>,
+) {
+    // SAFETY: the perf buffer's fd stays open while the AsyncFd owns it and is registered once.
+    let mut afd = match unsafe { AsyncFd::register(buf) } {
+        Ok(afd) => afd,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register a perf buffer with tokio");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = afd.readable_mut() => match r {
+                Ok(mut guard) => {
+                    guard.clear_ready();
+                    stats.wakeups.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "perf buffer poll failed");
+                    return;
+                }
+            },
+            _ = tick.tick() => {}
+            _ = tx.closed() => return,
+        }
+        for rec in drain_perf_now(afd.get_mut(), &stats) {
+            if tx.send(rec).await.is_err() {
+                return;
+            }
+        }
+    }
 }

@@ -1,0 +1,314 @@
+//! Parquet segment files on disk: naming, Hive partition directories, atomic writes, footers.
+//!
+//! Layout: `<dir>/date=YYYY-MM-DD/hour=HH/<name>.parquet` where `<name>` is
+//! - `seg-<seq>`: one flush of the writer (a sequence number that only grows), or
+//! - `cmp-<lo>-<hi>`: the compaction of every file of that directory with a sequence number in
+//!   `lo..=hi`. When both a `cmp` file and the files it replaces exist (a crash between the
+//!   rename and the deletes), the replaced ones are deleted at open.
+//!
+//! Files are written under a hidden temporary name (`.<name>.parquet.tmp`, which Spark, Trino
+//! and DuckDB globs skip) and renamed into place once complete, so a reader never sees half a
+//! file; temporary files left by a crash are deleted at open.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
+use chrono::{DateTime, Datelike, Timelike};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::Statistics;
+
+use crate::schema::{TIME, flow_schema};
+
+pub(crate) const NS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// One complete Parquet file of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub path: PathBuf,
+    /// Hours since the Unix epoch of its partition directory.
+    pub hour: i64,
+    pub seq_lo: u64,
+    pub seq_hi: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Smallest and largest `time` in the file, in ns since the epoch (the hour's bounds for a
+    /// file whose rows have no time).
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+pub(crate) fn partition_dir(root: &Path, hour: i64) -> PathBuf {
+    let t = DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
+    root.join(format!(
+        "date={:04}-{:02}-{:02}",
+        t.year(),
+        t.month(),
+        t.day()
+    ))
+    .join(format!("hour={:02}", t.hour()))
+}
+
+fn parse_partition(date: &str, hour: &str) -> Option<i64> {
+    let date = date.strip_prefix("date=")?;
+    let hour: u32 = hour.strip_prefix("hour=")?.parse().ok()?;
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    let t = d.and_hms_opt(hour, 0, 0)?.and_utc();
+    Some(t.timestamp() / 3600)
+}
+
+fn parse_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(".parquet")?;
+    if let Some(seq) = stem.strip_prefix("seg-") {
+        let s = seq.parse().ok()?;
+        return Some((s, s));
+    }
+    let (lo, hi) = stem.strip_prefix("cmp-")?.split_once('-')?;
+    Some((lo.parse().ok()?, hi.parse().ok()?))
+}
+
+pub(crate) fn file_name(seq_lo: u64, seq_hi: u64) -> String {
+    if seq_lo == seq_hi {
+        format!("seg-{seq_lo:020}.parquet")
+    } else {
+        format!("cmp-{seq_lo:020}-{seq_hi:020}.parquet")
+    }
+}
+
+pub(crate) fn writer_properties(zstd_level: i32, row_group_rows: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(zstd_level).unwrap_or_default(),
+        ))
+        .set_dictionary_enabled(true)
+        // Page-level min/max (and the column index) let readers skip row groups and pages by
+        // time, pod, verdict, ...
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .build()
+}
+
+pub(crate) fn time_range(batches: &[RecordBatch]) -> Option<(i64, i64)> {
+    let mut range: Option<(i64, i64)> = None;
+    for b in batches {
+        let Some(t) = b
+            .column_by_name(TIME)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        else {
+            continue;
+        };
+        if let (Some(lo), Some(hi)) = (arrow::compute::min(t), arrow::compute::max(t)) {
+            range = Some(match range {
+                None => (lo, hi),
+                Some((a, b)) => (a.min(lo), b.max(hi)),
+            });
+        }
+    }
+    range
+}
+
+/// Writes `batches` as one file of partition `hour` named after `seq_lo..=seq_hi`, atomically.
+pub(crate) fn write(
+    root: &Path,
+    hour: i64,
+    seq_lo: u64,
+    seq_hi: u64,
+    batches: &[RecordBatch],
+    props: WriterProperties,
+) -> std::io::Result<Segment> {
+    let dir = partition_dir(root, hour);
+    fs::create_dir_all(&dir)?;
+    let name = file_name(seq_lo, seq_hi);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(&name);
+    let result = (|| {
+        let file = File::create(&tmp)?;
+        let mut w = ArrowWriter::try_new(file, flow_schema(), Some(props))?;
+        let mut rows = 0u64;
+        for b in batches {
+            rows += b.num_rows() as u64;
+            w.write(b)?;
+        }
+        let file = w.into_inner()?;
+        file.sync_all()?;
+        Ok::<u64, parquet::errors::ParquetError>(rows)
+    })();
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(std::io::Error::other(e));
+        }
+    };
+    fs::rename(&tmp, &path)?;
+    // The rename is durable only once the directory entry is.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    let bytes = fs::metadata(&path)?.len();
+    let (min_time, max_time) =
+        time_range(batches).unwrap_or((hour * NS_PER_HOUR, (hour + 1) * NS_PER_HOUR - 1));
+    Ok(Segment {
+        path,
+        hour,
+        seq_lo,
+        seq_hi,
+        rows,
+        bytes,
+        min_time,
+        max_time,
+    })
+}
+
+/// Reads a segment's facts from its footer.
+fn read_footer(path: &Path, hour: i64, seq_lo: u64, seq_hi: u64) -> std::io::Result<Segment> {
+    let file = File::open(path)?;
+    let bytes = file.metadata()?.len();
+    let meta = ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(std::io::Error::other)?;
+    let time_idx = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == TIME);
+    let mut range: Option<(i64, i64)> = None;
+    for rg in meta.row_groups() {
+        let stats = time_idx.and_then(|i| rg.column(i).statistics());
+        if let Some(Statistics::Int64(s)) = stats
+            && let (Some(lo), Some(hi)) = (s.min_opt(), s.max_opt())
+        {
+            range = Some(match range {
+                None => (*lo, *hi),
+                Some((a, b)) => (a.min(*lo), b.max(*hi)),
+            });
+        }
+    }
+    let (min_time, max_time) = range.unwrap_or((hour * NS_PER_HOUR, (hour + 1) * NS_PER_HOUR - 1));
+    Ok(Segment {
+        path: path.to_owned(),
+        hour,
+        seq_lo,
+        seq_hi,
+        rows: meta.file_metadata().num_rows() as u64,
+        bytes,
+        min_time,
+        max_time,
+    })
+}
+
+/// What [`scan`] found and did.
+#[derive(Debug, Default)]
+pub(crate) struct Recovery {
+    pub segments: Vec<Segment>,
+    pub removed_temp: usize,
+    pub removed_replaced: usize,
+    pub unreadable: Vec<PathBuf>,
+}
+
+/// Lists the store's files, deleting crash leftovers: temporary files and files already
+/// replaced by a compaction.
+pub(crate) fn scan(root: &Path) -> std::io::Result<Recovery> {
+    let mut rec = Recovery::default();
+    for date in fs::read_dir(root)? {
+        let date = date?;
+        if !date.file_type()?.is_dir() {
+            continue;
+        }
+        for hour_dir in fs::read_dir(date.path())? {
+            let hour_dir = hour_dir?;
+            if !hour_dir.file_type()?.is_dir() {
+                continue;
+            }
+            let Some(hour) = parse_partition(
+                &date.file_name().to_string_lossy(),
+                &hour_dir.file_name().to_string_lossy(),
+            ) else {
+                continue;
+            };
+            let mut found = Vec::new();
+            for f in fs::read_dir(hour_dir.path())? {
+                let f = f?;
+                let name = f.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".tmp") {
+                    fs::remove_file(f.path())?;
+                    rec.removed_temp += 1;
+                } else if let Some((lo, hi)) = parse_name(&name) {
+                    found.push((f.path(), lo, hi));
+                }
+            }
+            // A file whose range lies inside another's was compacted into it.
+            let replaced = |lo: u64, hi: u64| {
+                found
+                    .iter()
+                    .any(|(_, l, h)| (*l, *h) != (lo, hi) && *l <= lo && hi <= *h)
+            };
+            let mut keep = Vec::new();
+            for (path, lo, hi) in &found {
+                if replaced(*lo, *hi) {
+                    fs::remove_file(path)?;
+                    rec.removed_replaced += 1;
+                } else {
+                    keep.push((path.clone(), *lo, *hi));
+                }
+            }
+            for (path, lo, hi) in keep {
+                match read_footer(&path, hour, lo, hi) {
+                    Ok(s) => rec.segments.push(s),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "unreadable Parquet file left out of the store");
+                        rec.unreadable.push(path);
+                    }
+                }
+            }
+            remove_if_empty(&hour_dir.path());
+        }
+        remove_if_empty(&date.path());
+    }
+    rec.segments.sort_by_key(|s| (s.min_time, s.seq_lo));
+    Ok(rec)
+}
+
+/// Removes a partition directory (and its date directory) once it holds nothing.
+pub(crate) fn remove_if_empty(dir: &Path) {
+    if fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()) {
+        let _ = fs::remove_dir(dir);
+    }
+}
+
+/// Reads whole files back (for compaction).
+pub(crate) fn read_all(path: &Path) -> Result<Vec<RecordBatch>, parquet::errors::ParquetError> {
+    let file = File::open(path)?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(65_536)
+        .build()?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_directories_are_hive_date_and_hour_and_parse_back() {
+        // 2026-11-27T23:00:00Z
+        let hour = 1_795_820_400 / 3600;
+        let dir = partition_dir(Path::new("/x"), hour);
+        assert_eq!(dir, Path::new("/x/date=2026-11-27/hour=23"));
+        assert_eq!(parse_partition("date=2026-11-27", "hour=23"), Some(hour));
+        assert_eq!(parse_partition("date=2026-11-27", "hour=x"), None);
+    }
+
+    #[test]
+    fn file_names_carry_their_sequence_range() {
+        assert_eq!(parse_name(&file_name(7, 7)), Some((7, 7)));
+        assert_eq!(parse_name(&file_name(3, 9)), Some((3, 9)));
+        assert_eq!(parse_name("notes.txt"), None);
+    }
+}

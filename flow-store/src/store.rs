@@ -1,0 +1,588 @@
+//! The write path: a bounded queue in front of one writer thread that batches flows, flushes
+//! them to Parquet every `flush_interval`, compacts small files and applies retention.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array};
+use webb_proto::flow::Flow;
+use webb_proto::webb_v1::StageLoss;
+
+use crate::schema::{FlowBatchBuilder, TIME};
+use crate::segment::{self, NS_PER_HOUR, Segment};
+
+/// Loss stage: a flow arrived while the store's queue was full.
+pub const STAGE_QUEUE: &str = "store-queue";
+/// Loss stage: a flush failed (disk full, permissions, ...) and its flows were dropped.
+pub const STAGE_WRITE: &str = "store-write";
+
+/// How a store is run. `StoreConfig::new(dir)` gives the defaults.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Root of the Hive-partitioned Parquet tree (`--store-dir`, default `./webb-data`).
+    pub dir: PathBuf,
+    /// Flows are written to Parquet at least this often; a crash loses at most this much.
+    pub flush_interval: Duration,
+    /// Files whose newest flow is older than this are deleted (`--retention`); `None` keeps all.
+    pub retention_age: Option<Duration>,
+    /// The oldest files are deleted while the store is larger (`--retention-bytes`).
+    pub retention_bytes: Option<u64>,
+    /// Flows waiting for the writer; beyond it `try_append` drops and counts.
+    pub queue_capacity: usize,
+    /// Rows per in-memory batch (also the unit the table serves before a flush).
+    pub batch_rows: usize,
+    /// Unflushed flows become visible to queries at least this often.
+    pub seal_interval: Duration,
+    /// Files smaller than this are compaction candidates.
+    pub compact_below_bytes: u64,
+    /// A run of this many small files in one hour is merged (a closed hour: any 2).
+    pub compact_min_files: usize,
+    pub zstd_level: i32,
+    pub row_group_rows: usize,
+    /// Limits of [`crate::FlowStore::sql`].
+    pub sql: crate::sql::SqlLimits,
+}
+
+impl StoreConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            flush_interval: Duration::from_secs(5),
+            retention_age: Some(Duration::from_secs(24 * 3600)),
+            retention_bytes: None,
+            queue_capacity: 65_536,
+            batch_rows: 8192,
+            seal_interval: Duration::from_millis(250),
+            compact_below_bytes: 32 << 20,
+            compact_min_files: 8,
+            zstd_level: 3,
+            row_group_rows: 128 * 1024,
+            sql: crate::sql::SqlLimits::default(),
+        }
+    }
+}
+
+/// Why the store could not open or write.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store directory {dir}: {source}")]
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store writer thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the store's writer has stopped")]
+    Stopped,
+    #[error("writing the store: {0}")]
+    Write(String),
+}
+
+/// A batch not yet in a file, with its time range for pruning.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub batch: RecordBatch,
+    pub min_time: Option<i64>,
+    pub max_time: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub files: Vec<Segment>,
+    pub pending: Vec<Pending>,
+}
+
+/// Counters readable from the store at any time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub appended: u64,
+    pub lost_queue_full: u64,
+    pub lost_write_error: u64,
+    pub written_rows: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub pending_rows: u64,
+    pub compactions: u64,
+    pub files_removed_by_retention: u64,
+    /// Removed at open: temporary files of an interrupted write and files already compacted.
+    pub crash_leftovers_removed: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    appended: AtomicU64,
+    lost_queue: AtomicU64,
+    lost_write: AtomicU64,
+    written: AtomicU64,
+    compactions: AtomicU64,
+    retention_removed: AtomicU64,
+    leftovers: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub config: StoreConfig,
+    pub state: RwLock<State>,
+    counters: Counters,
+}
+
+impl Shared {
+    /// A consistent view for one query: every row is either in a listed file or in a pending
+    /// batch, never both (both change under one lock).
+    pub fn snapshot(&self) -> (Vec<Segment>, Vec<Pending>) {
+        let s = self.state.read().unwrap_or_else(|e| e.into_inner());
+        (s.files.clone(), s.pending.clone())
+    }
+}
+
+enum Control {
+    Flush(mpsc::Sender<Result<(), StoreError>>),
+}
+
+/// Handle to the store. Dropping it flushes what is queued and stops the writer.
+pub struct FlowStore {
+    pub(crate) shared: Arc<Shared>,
+    tx: Option<SyncSender<Flow>>,
+    ctl: mpsc::Sender<Control>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl FlowStore {
+    /// Opens (creating if needed) the store in `config.dir`: deletes crash leftovers, indexes
+    /// the existing files, applies retention and starts the writer thread.
+    pub fn open(config: StoreConfig) -> Result<Self, StoreError> {
+        let dir_err = |source| StoreError::Dir {
+            dir: config.dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&config.dir).map_err(dir_err)?;
+        let rec = segment::scan(&config.dir).map_err(dir_err)?;
+        if rec.removed_temp + rec.removed_replaced > 0 {
+            tracing::info!(
+                temp = rec.removed_temp,
+                compacted = rec.removed_replaced,
+                "removed leftovers of an interrupted write"
+            );
+        }
+        let next_seq = rec.segments.iter().map(|s| s.seq_hi + 1).max().unwrap_or(0);
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            state: RwLock::new(State {
+                files: rec.segments,
+                pending: Vec::new(),
+            }),
+            counters: Counters::default(),
+        });
+        shared.counters.leftovers.store(
+            (rec.removed_temp + rec.removed_replaced) as u64,
+            Ordering::Relaxed,
+        );
+        let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let (ctl, ctl_rx) = mpsc::channel();
+        let mut writer = Writer {
+            shared: shared.clone(),
+            builder: FlowBatchBuilder::new(),
+            next_seq,
+            last_seal: Instant::now(),
+        };
+        writer.maintain();
+        let handle = std::thread::Builder::new()
+            .name("flow-store-writer".into())
+            .spawn(move || writer.run(rx, ctl_rx))
+            .map_err(StoreError::Thread)?;
+        Ok(Self {
+            shared,
+            tx: Some(tx),
+            ctl,
+            writer: Some(handle),
+        })
+    }
+
+    /// Queues a flow for the store. Never blocks: when the queue is full the flow is dropped,
+    /// counted under [`STAGE_QUEUE`], and `false` is returned.
+    pub fn try_append(&self, flow: Flow) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        match tx.try_send(flow) {
+            Ok(()) => {
+                self.shared
+                    .counters
+                    .appended
+                    .fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.shared
+                    .counters
+                    .lost_queue
+                    .fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Queues a flow, waiting while the queue is full. For imports and benchmarks that must not
+    /// lose flows; the relay's live path uses [`try_append`](Self::try_append). Returns `false`
+    /// only when the writer has stopped.
+    pub fn append_blocking(&self, flow: Flow) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let ok = tx.send(flow).is_ok();
+        if ok {
+            self.shared
+                .counters
+                .appended
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Writes everything queued so far to Parquet and runs compaction and retention; returns
+    /// when done. Blocking: from async code call it through `spawn_blocking`.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.ctl
+            .send(Control::Flush(tx))
+            .map_err(|_| StoreError::Stopped)?;
+        rx.recv().map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Flows lost by the store, by stage (`webb_lost_events_total{stage}`), zeros included.
+    pub fn loss(&self) -> Vec<StageLoss> {
+        let c = &self.shared.counters;
+        [(STAGE_QUEUE, &c.lost_queue), (STAGE_WRITE, &c.lost_write)]
+            .into_iter()
+            .map(|(stage, n)| StageLoss {
+                stage: stage.to_owned(),
+                node: String::new(),
+                lost: n.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.shared.counters;
+        let (files, pending) = self.shared.snapshot();
+        StoreStats {
+            appended: c.appended.load(Ordering::Relaxed),
+            lost_queue_full: c.lost_queue.load(Ordering::Relaxed),
+            lost_write_error: c.lost_write.load(Ordering::Relaxed),
+            written_rows: c.written.load(Ordering::Relaxed),
+            files: files.len() as u64,
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            pending_rows: pending.iter().map(|p| p.batch.num_rows() as u64).sum(),
+            compactions: c.compactions.load(Ordering::Relaxed),
+            files_removed_by_retention: c.retention_removed.load(Ordering::Relaxed),
+            crash_leftovers_removed: c.leftovers.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The store's files, oldest first.
+    pub fn segments(&self) -> Vec<Segment> {
+        self.shared.snapshot().0
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared.config
+    }
+
+    /// Flushes and stops the writer.
+    pub fn close(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.tx = None; // the writer drains the queue, flushes and exits
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for FlowStore {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    builder: FlowBatchBuilder,
+    next_seq: u64,
+    last_seal: Instant,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Flow>, ctl: Receiver<Control>) {
+        let cfg = self.shared.config.clone();
+        let tick = cfg
+            .seal_interval
+            .min(cfg.flush_interval)
+            .min(Duration::from_millis(100));
+        let mut last_flush = Instant::now();
+        loop {
+            match rx.recv_timeout(tick) {
+                Ok(flow) => {
+                    self.builder.append(&flow);
+                    // Take what is already queued without waking up per flow.
+                    while self.builder.len() < cfg.batch_rows {
+                        match rx.try_recv() {
+                            Ok(f) => self.builder.append(&f),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.flush();
+                    return;
+                }
+            }
+            if self.builder.len() >= cfg.batch_rows
+                || (!self.builder.is_empty() && self.last_seal.elapsed() >= cfg.seal_interval)
+            {
+                self.seal();
+            }
+            while let Ok(Control::Flush(reply)) = ctl.try_recv() {
+                while let Ok(f) = rx.try_recv() {
+                    self.builder.append(&f);
+                }
+                let r = self.flush();
+                self.maintain();
+                last_flush = Instant::now();
+                let _ = reply.send(r);
+            }
+            if last_flush.elapsed() >= cfg.flush_interval {
+                let _ = self.flush();
+                self.maintain();
+                last_flush = Instant::now();
+            }
+        }
+    }
+
+    /// Moves the builder's rows into a pending batch that queries can see.
+    fn seal(&mut self) {
+        self.last_seal = Instant::now();
+        if self.builder.is_empty() {
+            return;
+        }
+        let batch = self.builder.finish();
+        let range = segment::time_range(std::slice::from_ref(&batch));
+        let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+        st.pending.push(Pending {
+            batch,
+            min_time: range.map(|r| r.0),
+            max_time: range.map(|r| r.1),
+        });
+    }
+
+    /// Writes all pending batches, one file per hour they touch.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.seal();
+        let pending: Vec<RecordBatch> = {
+            let st = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+            st.pending.iter().map(|p| p.batch.clone()).collect()
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let taken = pending.len();
+        let rows: u64 = pending.iter().map(|b| b.num_rows() as u64).sum();
+        let by_hour = split_by_hour(&pending, now_ns() / NS_PER_HOUR);
+        let cfg = &self.shared.config;
+        let mut written = Vec::new();
+        let mut error = None;
+        let mut lost_rows = 0u64;
+        for (hour, batches) in by_hour {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let props = segment::writer_properties(cfg.zstd_level, cfg.row_group_rows);
+            match segment::write(&cfg.dir, hour, seq, seq, &batches, props) {
+                Ok(s) => written.push(s),
+                Err(e) => {
+                    let lost: usize = batches.iter().map(|b| b.num_rows()).sum();
+                    lost_rows += lost as u64;
+                    self.shared
+                        .counters
+                        .lost_write
+                        .fetch_add(lost as u64, Ordering::Relaxed);
+                    tracing::warn!(error = %e, lost, "flow-store flush failed; flows dropped");
+                    error = Some(StoreError::Write(e.to_string()));
+                }
+            }
+        }
+        let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+        st.pending.drain(..taken);
+        st.files.extend(written);
+        st.files.sort_by_key(|s| (s.min_time, s.seq_lo));
+        drop(st);
+        self.shared
+            .counters
+            .written
+            .fetch_add(rows - lost_rows, Ordering::Relaxed);
+        match error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Compaction, then retention.
+    fn maintain(&mut self) {
+        self.compact();
+        self.retain();
+    }
+
+    fn compact(&mut self) {
+        let cfg = self.shared.config.clone();
+        let current_hour = now_ns() / NS_PER_HOUR;
+        let files = self.shared.snapshot().0;
+        let newest_hour = files.iter().map(|s| s.hour).max().unwrap_or(current_hour);
+        let mut by_hour: BTreeMap<i64, Vec<Segment>> = BTreeMap::new();
+        for f in files {
+            by_hour.entry(f.hour).or_default().push(f);
+        }
+        for (hour, mut segs) in by_hour {
+            segs.sort_by_key(|s| s.seq_lo);
+            let closed = hour < current_hour && hour < newest_hour;
+            let need = if closed {
+                2
+            } else {
+                cfg.compact_min_files.max(2)
+            };
+            // Runs of consecutive small files: merging only consecutive sequence ranges keeps
+            // "a range inside another was compacted" true for crash recovery.
+            let mut runs: Vec<Vec<Segment>> = vec![Vec::new()];
+            for s in segs {
+                if s.bytes < cfg.compact_below_bytes {
+                    if let Some(r) = runs.last_mut() {
+                        r.push(s);
+                    }
+                } else {
+                    runs.push(Vec::new());
+                }
+            }
+            for run in runs.into_iter().filter(|r| r.len() >= need) {
+                if let Err(e) = self.merge(hour, &run) {
+                    tracing::warn!(error = %e, hour, "flow-store compaction failed; files kept");
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, hour: i64, run: &[Segment]) -> Result<(), StoreError> {
+        let cfg = &self.shared.config;
+        let mut batches = Vec::new();
+        for s in run {
+            batches
+                .extend(segment::read_all(&s.path).map_err(|e| StoreError::Write(e.to_string()))?);
+        }
+        let lo = run.iter().map(|s| s.seq_lo).min().unwrap_or_default();
+        let hi = run.iter().map(|s| s.seq_hi).max().unwrap_or_default();
+        let props = segment::writer_properties(cfg.zstd_level, cfg.row_group_rows);
+        let merged = segment::write(&cfg.dir, hour, lo, hi, &batches, props)
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+        {
+            let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+            st.files.retain(|f| !run.iter().any(|r| r.path == f.path));
+            st.files.push(merged);
+            st.files.sort_by_key(|s| (s.min_time, s.seq_lo));
+        }
+        for s in run {
+            let _ = std::fs::remove_file(&s.path);
+        }
+        self.shared
+            .counters
+            .compactions
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn retain(&mut self) {
+        let cfg = &self.shared.config;
+        let mut doomed: Vec<Segment> = Vec::new();
+        {
+            let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(age) = cfg.retention_age {
+                let cutoff = now_ns().saturating_sub(age.as_nanos() as i64);
+                let (old, keep): (Vec<_>, Vec<_>) =
+                    st.files.drain(..).partition(|s| s.max_time < cutoff);
+                st.files = keep;
+                doomed.extend(old);
+            }
+            if let Some(limit) = cfg.retention_bytes {
+                let mut total: u64 = st.files.iter().map(|s| s.bytes).sum();
+                // Oldest first: files are kept sorted by their oldest flow.
+                while total > limit && !st.files.is_empty() {
+                    let s = st.files.remove(0);
+                    total -= s.bytes;
+                    doomed.push(s);
+                }
+            }
+        }
+        for s in &doomed {
+            if let Err(e) = std::fs::remove_file(&s.path) {
+                tracing::warn!(path = %s.path.display(), error = %e, "retention could not delete a file");
+            }
+            if let Some(dir) = s.path.parent() {
+                segment::remove_if_empty(dir);
+                if let Some(date) = dir.parent() {
+                    segment::remove_if_empty(date);
+                }
+            }
+        }
+        self.shared
+            .counters
+            .retention_removed
+            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Groups rows by the hour of their time (rows without a time go to `now_hour`).
+fn split_by_hour(batches: &[RecordBatch], now_hour: i64) -> BTreeMap<i64, Vec<RecordBatch>> {
+    let mut out: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
+    for b in batches {
+        let Some(t) = b
+            .column_by_name(TIME)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        else {
+            continue;
+        };
+        let hour_of = |i: usize| {
+            if t.is_valid(i) {
+                t.value(i).div_euclid(NS_PER_HOUR)
+            } else {
+                now_hour
+            }
+        };
+        let first = if b.num_rows() > 0 {
+            hour_of(0)
+        } else {
+            now_hour
+        };
+        if (0..b.num_rows()).all(|i| hour_of(i) == first) {
+            out.entry(first).or_default().push(b.clone());
+            continue;
+        }
+        let mut idx: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for i in 0..b.num_rows() {
+            idx.entry(hour_of(i)).or_default().push(i as u32);
+        }
+        for (hour, rows) in idx {
+            let rows = UInt32Array::from(rows);
+            // Indices come from this batch, so take cannot go out of bounds.
+            if let Ok(part) = arrow::compute::take_record_batch(b, &rows) {
+                out.entry(hour).or_default().push(part);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,301 @@
+//! The read path: table `flows` as a DataFusion [`TableProvider`] over the store's Parquet
+//! files plus the batches not flushed yet, and [`FlowStore::query_flows`] for the relay.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use webb_proto::Timestamp;
+use webb_proto::flow::Flow;
+
+use crate::schema::{SchemaError, TIME, flow_schema, flows_from_batch};
+use crate::store::{FlowStore, Shared};
+
+/// Name of the table in SQL.
+pub const TABLE: &str = "flows";
+
+/// Table `flows`: every stored flow, flushed or not. Filters on `time` prune whole files and
+/// unflushed batches; all filters also reach the Parquet reader (row-group statistics, page
+/// index, late materialization). Filters are reported `Inexact`, so DataFusion re-applies them.
+#[derive(Clone)]
+pub struct FlowsTable {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for FlowsTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowsTable")
+            .field("dir", &self.shared.config.dir)
+            .finish()
+    }
+}
+
+fn ts_ns(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+fn is_time(e: &Expr) -> bool {
+    matches!(e, Expr::Column(c) if c.name == TIME)
+}
+
+fn literal_ns(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(v, _) => ts_ns(v),
+        Expr::Cast(c) => literal_ns(&c.expr),
+        Expr::TryCast(c) => literal_ns(&c.expr),
+        _ => None,
+    }
+}
+
+/// The inclusive `[lo, hi]` range of `time` that the conjunction of `filters` allows.
+pub(crate) fn time_bounds(filters: &[Expr]) -> (i64, i64) {
+    let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+    for f in filters {
+        match f {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (op, v) = if is_time(left) {
+                    (*op, literal_ns(right))
+                } else if is_time(right) {
+                    match op.swap() {
+                        Some(op) => (op, literal_ns(left)),
+                        None => continue,
+                    }
+                } else {
+                    continue;
+                };
+                let Some(v) = v else { continue };
+                match op {
+                    Operator::Gt => lo = lo.max(v.saturating_add(1)),
+                    Operator::GtEq => lo = lo.max(v),
+                    Operator::Lt => hi = hi.min(v.saturating_sub(1)),
+                    Operator::LtEq => hi = hi.min(v),
+                    Operator::Eq => {
+                        lo = lo.max(v);
+                        hi = hi.min(v);
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            }) if is_time(expr) => {
+                if let Some(v) = literal_ns(low) {
+                    lo = lo.max(v);
+                }
+                if let Some(v) = literal_ns(high) {
+                    hi = hi.min(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    (lo, hi)
+}
+
+#[async_trait]
+impl TableProvider for FlowsTable {
+    fn schema(&self) -> SchemaRef {
+        flow_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = flow_schema();
+        let (lo, hi) = time_bounds(filters);
+        let (files, pending) = self.shared.snapshot();
+        // Without filters a limit is safe to apply at the source.
+        let limit = if filters.is_empty() { limit } else { None };
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+
+        let files: Vec<_> = files
+            .into_iter()
+            .filter(|s| s.max_time >= lo && s.min_time <= hi)
+            .collect();
+        if !files.is_empty() {
+            let mut source = ParquetSource::new(schema.clone()).with_pushdown_filters(true);
+            if let Some(pred) = conjunction(filters.iter().cloned()) {
+                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+                source = source.with_predicate(state.create_physical_expr(pred, &df_schema)?);
+            }
+            let parts = state.config().target_partitions().max(1);
+            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parts.min(files.len())];
+            let n = groups.len();
+            for (i, s) in files.iter().enumerate() {
+                groups[i % n].push(PartitionedFile::new(
+                    s.path.to_string_lossy().into_owned(),
+                    s.bytes,
+                ));
+            }
+            let config =
+                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                    .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                    .with_projection_indices(projection.cloned())?
+                    .with_limit(limit)
+                    .build();
+            inputs.push(DataSourceExec::from_data_source(config));
+        }
+
+        let batches: Vec<_> = pending
+            .into_iter()
+            .filter(|p| match (p.min_time, p.max_time) {
+                (Some(a), Some(b)) => b >= lo && a <= hi,
+                _ => true, // rows without time: let the filter decide
+            })
+            .map(|p| p.batch)
+            .collect();
+        if !batches.is_empty() {
+            let mem = MemorySourceConfig::try_new(&[batches], schema.clone(), projection.cloned())?
+                .with_limit(limit);
+            inputs.push(DataSourceExec::from_data_source(mem));
+        }
+
+        if inputs.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema,
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        UnionExec::try_new(inputs)
+    }
+}
+
+/// What [`FlowStore::query_flows`] reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowQuery {
+    /// Only flows at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only flows before this time.
+    pub until: Option<Timestamp>,
+    /// At most this many flows (`None`: all in range).
+    pub limit: Option<usize>,
+    /// Newest first (Hubble's `--last N`), else oldest first (`--first N`, `--since`).
+    /// The result is always in that order.
+    pub newest_first: bool,
+}
+
+/// Why reading history failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("query failed: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("stored flows could not be read back: {0}")]
+    Schema(#[from] SchemaError),
+}
+
+fn ts_lit(t: &Timestamp) -> Expr {
+    let ns =
+        i64::try_from(t.unix_nanos()).unwrap_or(if t.seconds < 0 { i64::MIN } else { i64::MAX });
+    lit(ScalarValue::TimestampNanosecond(
+        Some(ns),
+        Some("UTC".into()),
+    ))
+}
+
+impl FlowStore {
+    /// Table `flows` of this store, to register in any DataFusion session.
+    pub fn table(&self) -> FlowsTable {
+        FlowsTable {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// A session with table `flows` registered (no limits; see [`FlowStore::sql`] for
+    /// untrusted queries).
+    pub fn session(&self) -> DfResult<SessionContext> {
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+        ctx.register_table(TABLE, Arc::new(self.table()))?;
+        Ok(ctx)
+    }
+
+    /// Stored flows in `[since, until)`, ordered by time, for `GetFlows` history. A relay
+    /// answers `--since`/`--last N` from here and continues with live flows newer than the last
+    /// one returned (flows still queued for the store are not visible yet: at most
+    /// `seal_interval` behind).
+    pub async fn query_flows(&self, q: &FlowQuery) -> Result<Vec<Flow>, QueryError> {
+        let mut out = Vec::new();
+        for b in self.history_frame(q).await?.collect().await? {
+            out.extend(flows_from_batch(&b)?);
+        }
+        Ok(out)
+    }
+
+    /// Like [`query_flows`](Self::query_flows), but yields flows batch by batch as DataFusion
+    /// produces them (for large `--since` ranges without a limit).
+    pub async fn stream_flows(
+        &self,
+        q: &FlowQuery,
+    ) -> Result<BoxStream<'static, Result<Flow, QueryError>>, QueryError> {
+        let stream = self.history_frame(q).await?.execute_stream().await?;
+        Ok(stream
+            .flat_map(|b| {
+                let flows: Vec<Result<Flow, QueryError>> = match b
+                    .map_err(QueryError::from)
+                    .and_then(|b| Ok(flows_from_batch(&b)?))
+                {
+                    Ok(flows) => flows.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(flows)
+            })
+            .boxed())
+    }
+
+    async fn history_frame(&self, q: &FlowQuery) -> Result<DataFrame, QueryError> {
+        let ctx = self.session()?;
+        let mut df = ctx.table(TABLE).await?;
+        if let Some(s) = &q.since {
+            df = df.filter(col(TIME).gt_eq(ts_lit(s)))?;
+        }
+        if let Some(u) = &q.until {
+            df = df.filter(col(TIME).lt(ts_lit(u)))?;
+        }
+        df = df.sort(vec![col(TIME).sort(!q.newest_first, false)])?;
+        if q.limit.is_some() {
+            df = df.limit(0, q.limit)?;
+        }
+        Ok(df)
+    }
+}

@@ -1,0 +1,471 @@
+//! The write and read paths of the store: partitions, atomic files, retention, compaction,
+//! crash recovery, overflow accounting, history queries.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use flow_store::generator::FlowGenerator;
+use flow_store::{FlowQuery, FlowStore, STAGE_QUEUE, StoreConfig, stored_form};
+use webb_proto::Timestamp;
+use webb_proto::flow::Flow;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config(dir: &Path) -> StoreConfig {
+    StoreConfig {
+        flush_interval: Duration::from_secs(3600),
+        retention_age: None,
+        ..StoreConfig::new(dir)
+    }
+}
+
+fn now_ts() -> Timestamp {
+    Timestamp::now()
+}
+
+fn hours_ago(h: i64) -> Timestamp {
+    let now = now_ts();
+    Timestamp {
+        seconds: now.seconds - h * 3600,
+        nanos: 0,
+    }
+}
+
+/// The start of the hour `h` hours before the current one: flows from there on stay in one
+/// partition for up to an hour.
+fn hour_start_ago(h: i64) -> Timestamp {
+    Timestamp {
+        seconds: (now_ts().seconds / 3600 - h) * 3600,
+        nanos: 0,
+    }
+}
+
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn all(store: &FlowStore) -> Vec<Flow> {
+    rt().block_on(store.query_flows(&FlowQuery::default()))
+        .unwrap()
+}
+
+fn by_uuid(mut v: Vec<Flow>) -> Vec<Flow> {
+    v.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+    v
+}
+
+#[test]
+fn a_flush_writes_zstd_parquet_into_hive_date_and_hour_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(config(tmp.path())).unwrap();
+    // 2026-11-27T22:59:59Z .. 23:00:01Z: two partitions.
+    let g = FlowGenerator::new(
+        50,
+        Timestamp {
+            seconds: 1_795_820_399,
+            nanos: 0,
+        },
+        500,
+    );
+    let flows = g.batch(0, 1000);
+    for f in &flows {
+        assert!(store.try_append(f.clone()));
+    }
+    store.flush().unwrap();
+    let files = parquet_files(tmp.path());
+    let rel: Vec<String> = files
+        .iter()
+        .map(|p| {
+            let r = p
+                .strip_prefix(tmp.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            r.rsplit_once('/').unwrap().0.to_owned()
+        })
+        .collect();
+    assert_eq!(
+        rel,
+        vec!["date=2026-11-27/hour=22", "date=2026-11-27/hour=23"]
+    );
+    for f in &files {
+        assert!(f.extension().is_some_and(|e| e == "parquet"), "{f:?}");
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&std::fs::File::open(f).unwrap())
+            .unwrap();
+        let rg = meta.row_group(0);
+        let time = rg.column(0);
+        assert_eq!(time.column_path().string(), "time");
+        assert!(matches!(
+            time.compression(),
+            parquet::basic::Compression::ZSTD(_)
+        ));
+        let stats = time.statistics().expect("row-group statistics for pruning");
+        assert!(stats.min_bytes_opt().is_some() && stats.max_bytes_opt().is_some());
+    }
+    let expect: Vec<Flow> = flows.iter().map(stored_form).collect();
+    assert_eq!(all(&store), expect);
+    assert_eq!(store.stats().written_rows, 1000);
+}
+
+#[test]
+fn flows_not_yet_flushed_are_already_visible_to_queries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(config(tmp.path())).unwrap();
+    let g = FlowGenerator::new(20, now_ts(), 1000);
+    for f in g.batch(0, 300) {
+        store.try_append(f);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.stats().pending_rows < 300 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(store.stats().files, 0, "nothing flushed yet");
+    assert_eq!(all(&store).len(), 300);
+    // After a flush the same rows come from files, not twice.
+    store.flush().unwrap();
+    assert_eq!(store.stats().pending_rows, 0);
+    assert_eq!(all(&store).len(), 300);
+}
+
+#[test]
+fn a_full_queue_drops_without_blocking_and_counts_the_loss_by_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(StoreConfig {
+        queue_capacity: 1,
+        ..config(tmp.path())
+    })
+    .unwrap();
+    let f = FlowGenerator::new(10, now_ts(), 1000).flow(0);
+    let n = 50_000;
+    let mut accepted = 0u64;
+    let start = Instant::now();
+    for _ in 0..n {
+        accepted += u64::from(store.try_append(f.clone()));
+    }
+    let per_call = start.elapsed() / n as u32;
+    let lost = store
+        .loss()
+        .into_iter()
+        .find(|l| l.stage == STAGE_QUEUE)
+        .unwrap()
+        .lost;
+    assert!(lost > 0, "a queue of one must overflow");
+    assert_eq!(accepted + lost, n as u64);
+    assert_eq!(store.stats().lost_queue_full, lost);
+    store.flush().unwrap();
+    assert_eq!(all(&store).len() as u64, accepted);
+    // Not a timing assertion: an upper bound that only a blocking call would exceed.
+    assert!(per_call < Duration::from_millis(5), "{per_call:?}");
+}
+
+#[test]
+fn retention_by_age_deletes_files_whose_flows_are_all_older_than_the_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(StoreConfig {
+        retention_age: Some(Duration::from_secs(24 * 3600)),
+        ..config(tmp.path())
+    })
+    .unwrap();
+    let old = FlowGenerator::new(10, hour_start_ago(72), 100).batch(0, 50);
+    let recent = FlowGenerator::new(10, hours_ago(1), 100).batch(50, 50);
+    for f in old.iter().chain(&recent) {
+        store.try_append(f.clone());
+    }
+    store.flush().unwrap();
+    let left = all(&store);
+    assert_eq!(left, recent.iter().map(stored_form).collect::<Vec<_>>());
+    assert_eq!(store.stats().files_removed_by_retention, 1);
+    assert_eq!(parquet_files(tmp.path()).len(), 1);
+    // The emptied partition directory is gone too.
+    let t = chrono::DateTime::from_timestamp(hour_start_ago(72).seconds, 0).unwrap();
+    let old_dir = tmp
+        .path()
+        .join(t.format("date=%Y-%m-%d/hour=%H").to_string());
+    assert!(!old_dir.exists(), "{old_dir:?}");
+}
+
+#[test]
+fn retention_by_size_deletes_the_oldest_files_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Four hours of flows, one file each.
+    {
+        let store = FlowStore::open(config(dir)).unwrap();
+        for h in 0..4 {
+            for f in FlowGenerator::new(10, hour_start_ago(10 - h), 10).batch(0, 200) {
+                store.try_append(f);
+            }
+        }
+        store.flush().unwrap();
+        assert_eq!(store.stats().files, 4);
+    }
+    let sizes: Vec<u64> = parquet_files(dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect();
+    let newest_two: u64 = sizes.iter().rev().take(2).sum();
+    let store = FlowStore::open(StoreConfig {
+        retention_bytes: Some(newest_two + 10),
+        ..config(dir)
+    })
+    .unwrap();
+    let segs = store.segments();
+    assert_eq!(segs.len(), 2);
+    assert!(store.stats().bytes <= newest_two + 10);
+    let cutoff = hour_start_ago(8).seconds * 1_000_000_000;
+    assert!(
+        segs.iter().all(|s| s.min_time >= cutoff),
+        "the two oldest hours went first"
+    );
+}
+
+#[test]
+fn small_files_of_an_hour_are_compacted_into_one_without_losing_or_duplicating_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(StoreConfig {
+        compact_min_files: 3,
+        ..config(tmp.path())
+    })
+    .unwrap();
+    let g = FlowGenerator::new(30, now_ts(), 1_000_000);
+    let mut expect = Vec::new();
+    for k in 0..3 {
+        for f in g.batch(k * 100, 100) {
+            expect.push(stored_form(&f));
+            store.try_append(f);
+        }
+        store.flush().unwrap();
+    }
+    let hours: std::collections::BTreeSet<i64> = store.segments().iter().map(|s| s.hour).collect();
+    assert_eq!(store.stats().compactions, hours.len() as u64);
+    assert_eq!(store.stats().files, hours.len() as u64);
+    assert!(
+        parquet_files(tmp.path()).iter().all(|p| p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("cmp-"))
+    );
+    assert_eq!(by_uuid(all(&store)), by_uuid(expect));
+}
+
+#[test]
+fn leftovers_of_a_crash_are_cleaned_at_open_and_only_complete_files_remain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let g = FlowGenerator::new(10, now_ts(), 1_000_000);
+    let expect: Vec<Flow> = g.batch(0, 100).iter().map(stored_form).collect();
+    {
+        let store = FlowStore::open(config(dir)).unwrap();
+        for f in g.batch(0, 100) {
+            store.try_append(f);
+        }
+        store.flush().unwrap();
+    }
+    let file = parquet_files(dir).pop().unwrap();
+    let part = file.parent().unwrap();
+    // An interrupted flush: half a file under its temporary name.
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(
+        part.join(".seg-00000000000000000007.parquet.tmp"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    // An interrupted compaction: the merged file was renamed into place, the originals not yet
+    // deleted.
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let seq: u64 = name
+        .trim_start_matches("seg-")
+        .trim_end_matches(".parquet")
+        .parse()
+        .unwrap();
+    std::fs::copy(
+        &file,
+        part.join(format!("cmp-{seq:020}-{:020}.parquet", seq + 1)),
+    )
+    .unwrap();
+
+    let store = FlowStore::open(config(dir)).unwrap();
+    assert_eq!(store.stats().crash_leftovers_removed, 2);
+    let names: Vec<String> = parquet_files(dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1);
+    assert!(names[0].starts_with("cmp-"));
+    assert_eq!(all(&store), expect, "no flow lost, none twice");
+}
+
+const CHILD_DIR: &str = "FLOW_STORE_TEST_CHILD_DIR";
+const FLUSH_MS: u64 = 300;
+
+/// Run only as the child of the test below: appends flows forever, printing how many.
+#[test]
+#[ignore = "helper process for a_killed_writer_loses_at_most_one_flush_interval"]
+fn child_writer() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
+    let store = FlowStore::open(StoreConfig {
+        flush_interval: Duration::from_millis(FLUSH_MS),
+        ..config(Path::new(&dir))
+    })
+    .unwrap();
+    let g = FlowGenerator::new(10, now_ts(), 1_000_000);
+    let start = Instant::now();
+    let mut i = 0;
+    // Bounded: the parent kills it within seconds; this stops by itself regardless.
+    while start.elapsed() < Duration::from_secs(60) {
+        for _ in 0..100 {
+            assert!(store.try_append(g.flow(i)));
+            i += 1;
+        }
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        println!("appended {i} at {ms}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_killed_writer_loses_at_most_one_flush_interval() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut progress: Vec<(u64, u128)> = Vec::new();
+    for line in out.lines() {
+        let line = line.unwrap();
+        let Some(rest) = line.strip_prefix("appended ") else {
+            continue;
+        };
+        let (n, ms) = rest.split_once(" at ").unwrap();
+        progress.push((n.parse().unwrap(), ms.parse().unwrap()));
+        if progress.len() >= 150 {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no flush, no destructor
+    let killed_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    child.wait().unwrap();
+
+    let store = FlowStore::open(config(tmp.path())).unwrap();
+    let stored = all(&store);
+    // What was appended one flush interval (plus time for the flush itself) before the kill.
+    let margin = u128::from(FLUSH_MS) + 700;
+    let must_have = progress
+        .iter()
+        .rev()
+        .find(|(_, ms)| *ms + margin <= killed_ms)
+        .map(|(n, _)| *n)
+        .expect("the child ran long enough");
+    assert!(
+        stored.len() as u64 >= must_have,
+        "stored {} < {must_have} appended before the last flush interval",
+        stored.len()
+    );
+    // Only complete files: everything on disk is a readable, non-temporary Parquet file, and
+    // the stored flows are exactly the first N appended.
+    assert!(
+        parquet_files(tmp.path())
+            .iter()
+            .all(|p| !p.to_string_lossy().ends_with(".tmp"))
+    );
+    let g = FlowGenerator::new(10, now_ts(), 1_000_000);
+    let mut uuids: Vec<String> = stored.iter().map(|f| f.uuid.clone()).collect();
+    let mut want: Vec<String> = (0..stored.len()).map(|i| g.flow(i).uuid).collect();
+    uuids.sort();
+    want.sort();
+    assert_eq!(uuids, want);
+}
+
+#[test]
+fn history_queries_honour_since_until_limit_and_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(config(tmp.path())).unwrap();
+    let start = hour_start_ago(3);
+    let g = FlowGenerator::new(10, start, 1); // one flow per second
+    let flows: Vec<Flow> = g.batch(0, 100);
+    for f in &flows[..60] {
+        store.try_append(f.clone());
+    }
+    store.flush().unwrap();
+    for f in &flows[60..] {
+        store.try_append(f.clone()); // these stay unflushed
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.stats().pending_rows < 40 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let at = |s: i64| Timestamp {
+        seconds: start.seconds + s,
+        nanos: 0,
+    };
+    let rt = rt();
+    let q = |q: FlowQuery| rt.block_on(store.query_flows(&q)).unwrap();
+    let stored: Vec<Flow> = flows.iter().map(stored_form).collect();
+
+    let range = q(FlowQuery {
+        since: Some(at(50)),
+        until: Some(at(70)),
+        ..Default::default()
+    });
+    assert_eq!(
+        range,
+        stored[50..70].to_vec(),
+        "across files and unflushed batches"
+    );
+
+    let first = q(FlowQuery {
+        since: Some(at(10)),
+        limit: Some(5),
+        ..Default::default()
+    });
+    assert_eq!(first, stored[10..15].to_vec());
+
+    let last = q(FlowQuery {
+        limit: Some(3),
+        newest_first: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        last,
+        vec![stored[99].clone(), stored[98].clone(), stored[97].clone()]
+    );
+}

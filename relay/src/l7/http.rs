@@ -1,0 +1,1046 @@
+//! HTTP/1.x from captured payload → Hubble L7 flows (REQUEST and RESPONSE), the way Hubble's
+//! L7 parser fills them (notes/hubble-api.md §2.4, §2.6).
+//!
+//! Input is the stream of L3/L4 flows whose `FlowExtras.payload` holds the bytes the agent
+//! captured, starting at the L4 payload (`CapturedPayload.offset` is relative to it). The agent
+//! captures the packet that starts an HTTP head and, while the head is incomplete, a few
+//! continuation segments; bodies are not captured past the head's packet.
+//!
+//! - A connection is keyed by node, interface and the 5-tuple; both directions share it.
+//!   Requests wait in a FIFO (pipelining, keep-alive) until the next final response in the
+//!   other direction pairs with the oldest; `1xx` (other than `101`) never pairs.
+//! - A head split over segments is reassembled by TCP sequence number, bounded per direction;
+//!   over the bound it is counted and skipped, never guessed.
+//! - Bytes that do not parse as an HTTP/1.x head are counted as not-HTTP and produce nothing.
+//! - Several messages in one packet (pipelining) are found by skipping each body by its
+//!   framing (`Content-Length`, chunked; none after `HEAD`, `204`, `304`, `1xx`).
+//! - `Connection: close` (or HTTP/1.0 without keep-alive) ends the connection after the
+//!   response; `101` and a successful `CONNECT` end HTTP on it.
+
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+
+use httparse::{Header, Status};
+use lru::LruCache;
+use webb_proto::Timestamp;
+use webb_proto::flow::{
+    CiliumEventType, Flow, FlowType, Http, HttpHeader, L7FlowType, Layer4, Layer7, Tcp,
+    TraceContext, TraceParent, TrafficDirection, Verdict, layer4, layer7,
+};
+use webb_proto::webb_v1::CapturedPayload;
+
+use crate::privacy::Redaction;
+use crate::traceparent::parse_traceparent;
+
+/// `Flow.event_type.type` of L7 records (Cilium's AccessLog message type).
+pub const EVENT_TYPE_L7: i32 = 129;
+
+/// Headers one message may have; more is counted as too large.
+const MAX_HEADERS: usize = 128;
+/// Longest method token accepted before the bytes are called not-HTTP.
+const MAX_METHOD_LEN: usize = 24;
+
+/// Limits and privacy settings of the HTTP stage.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Bytes of one head under reassembly, per connection and direction.
+    pub max_head_bytes: usize,
+    /// Connections tracked at once (least recently used evicted first).
+    pub max_connections: usize,
+    /// A connection with no packet for this long is forgotten (nanoseconds of flow time).
+    pub idle_timeout_ns: u64,
+    /// Requests waiting for responses on one connection.
+    pub max_pending: usize,
+    pub redaction: Redaction,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_head_bytes: 16 << 10,
+            max_connections: 65536,
+            idle_timeout_ns: 120_000_000_000,
+            max_pending: 64,
+            redaction: Redaction::default(),
+        }
+    }
+}
+
+/// What the HTTP stage saw and what it had to give up on. Every field that is not a plain
+/// count of messages is a loss or a skip, counted where it happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    /// Request heads parsed (one L7 REQUEST flow each).
+    pub requests: u64,
+    /// Final responses paired with a request (one L7 RESPONSE flow each).
+    pub responses: u64,
+    /// `1xx` interim responses seen (no flow, the request keeps waiting).
+    pub informational: u64,
+    /// Payloads on TCP that are not HTTP/1.x.
+    pub not_http: u64,
+    /// Heads over `max_head_bytes` or with more than 128 headers: skipped.
+    pub too_large: u64,
+    /// Heads abandoned before completion (a segment missing).
+    pub incomplete: u64,
+    /// Retransmitted heads ignored.
+    pub retransmits: u64,
+    /// Continuation segments with no head under reassembly.
+    pub orphan_segments: u64,
+    /// Responses with no request waiting (connection seen from the middle, or lost request).
+    pub unmatched_responses: u64,
+    /// Requests that never got a response (connection closed, evicted, or queue full).
+    pub unanswered_requests: u64,
+    /// Connections forgotten after `idle_timeout_ns`.
+    pub evicted_idle: u64,
+    /// Connections evicted because the table was full.
+    pub evicted_full: u64,
+    /// Payload on connections that left HTTP (`101`, `CONNECT`).
+    pub tunneled: u64,
+}
+
+impl HttpStats {
+    /// Messages or connection state lost (not counting not-HTTP bytes, which are no loss).
+    pub fn lost(&self) -> u64 {
+        self.too_large
+            + self.incomplete
+            + self.unmatched_responses
+            + self.unanswered_requests
+            + self.evicted_full
+    }
+}
+
+/// One connection as seen at one observation point.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ConnKey {
+    node: u64,
+    ifindex: u32,
+    /// The lower of the two endpoints, so both directions share the key.
+    a: SocketAddr,
+    b: SocketAddr,
+}
+
+#[derive(Debug)]
+struct Assembly {
+    /// Stream position of `buf[0]`.
+    start: u32,
+    buf: Vec<u8>,
+    /// Segments that arrived ahead of a gap: (offset from `start`, bytes).
+    ahead: Vec<(usize, Vec<u8>)>,
+    /// The flow of the first segment: time and endpoints of the message.
+    first: Flow,
+}
+
+impl Assembly {
+    fn bytes(&self) -> usize {
+        self.buf.len() + self.ahead.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Half {
+    assembly: Option<Assembly>,
+    /// Stream position just past the last head consumed (retransmits start before it).
+    next: Option<u32>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    client: SocketAddr,
+    method: String,
+    url: String,
+    trace_id: Option<String>,
+    time_ns: i128,
+    direction: i32,
+    close: bool,
+}
+
+#[derive(Debug, Default)]
+struct Conn {
+    /// Index 0: bytes sent by `a`; 1: by `b`.
+    halves: [Half; 2],
+    pending: VecDeque<Pending>,
+    last_ns: i128,
+    tunneled: bool,
+}
+
+/// A packet's place in a connection.
+struct Packet {
+    key: ConnKey,
+    half: usize,
+    src: SocketAddr,
+    dst: SocketAddr,
+    time_ns: i128,
+}
+
+/// The HTTP stage: owns the connection table; feed it flows in time order.
+pub struct HttpStage {
+    config: HttpConfig,
+    conns: LruCache<ConnKey, Conn>,
+    stats: HttpStats,
+    ids: FlowIds,
+}
+
+impl std::fmt::Debug for HttpStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpStage")
+            .field("connections", &self.conns.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpStage {
+    pub fn new(config: HttpConfig) -> Self {
+        let cap = NonZeroUsize::new(config.max_connections.max(1)).unwrap_or(NonZeroUsize::MIN);
+        HttpStage {
+            config: HttpConfig {
+                redaction: config.redaction.clone().normalized(),
+                ..config
+            },
+            conns: LruCache::new(cap),
+            stats: HttpStats::default(),
+            ids: FlowIds::new(),
+        }
+    }
+
+    pub fn stats(&self) -> &HttpStats {
+        &self.stats
+    }
+
+    /// Connections currently tracked.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Looks at one packet flow and its captured payload; appends the L7 flows it completes
+    /// to `out`. Never panics, whatever the bytes.
+    pub fn observe(&mut self, packet: &Flow, payload: &CapturedPayload, out: &mut Vec<Flow>) {
+        if payload.data.is_empty() {
+            return;
+        }
+        let Some(p) = packet_of(packet) else { return };
+        self.expire(p.time_ns);
+        if !self.conns.contains(&p.key) {
+            if payload.continuation {
+                self.stats.orphan_segments += 1;
+                return;
+            }
+            if let Some((_, old)) = self.conns.push(p.key.clone(), Conn::default()) {
+                self.stats.evicted_full += 1;
+                self.stats.unanswered_requests += old.pending.len() as u64;
+            }
+        }
+        let Self {
+            config,
+            conns,
+            stats,
+            ids,
+        } = self;
+        let Some(conn) = conns.get_mut(&p.key) else {
+            return;
+        };
+        conn.last_ns = conn.last_ns.max(p.time_ns);
+        if conn.tunneled {
+            stats.tunneled += 1;
+            return;
+        }
+        let mut cx = Cx {
+            config,
+            stats,
+            ids,
+            out,
+        };
+        let pos = payload.seq.wrapping_add(payload.offset);
+        let close = if payload.continuation {
+            cx.continuation(conn, &p, pos, &payload.data)
+        } else {
+            cx.head_start(conn, &p, packet, pos, &payload.data)
+        };
+        if close {
+            if let Some(conn) = self.conns.pop(&p.key) {
+                self.stats.unanswered_requests += conn.pending.len() as u64;
+            }
+        }
+    }
+
+    /// Sees a packet without payload: a client's SYN starts a new connection on the 5-tuple,
+    /// so state left from an earlier one (never closed in view) is dropped.
+    pub fn tcp_control(&mut self, packet: &Flow) {
+        let syn = match packet.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+            Some(layer4::Protocol::Tcp(t)) => t.flags.as_ref().is_some_and(|f| f.syn && !f.ack),
+            _ => false,
+        };
+        if !syn {
+            return;
+        }
+        if let Some(p) = packet_of(packet)
+            && let Some(old) = self.conns.pop(&p.key)
+        {
+            self.stats.unanswered_requests += old.pending.len() as u64;
+        }
+    }
+
+    /// Forgets connections idle since before `now_ns − idle_timeout` (flow time). Call it
+    /// periodically when no flows arrive.
+    pub fn expire(&mut self, now_ns: i128) {
+        let horizon = now_ns - i128::from(self.config.idle_timeout_ns);
+        while let Some((_, conn)) = self.conns.peek_lru() {
+            if conn.last_ns >= horizon {
+                break;
+            }
+            if let Some((_, conn)) = self.conns.pop_lru() {
+                self.stats.evicted_idle += 1;
+                self.stats.unanswered_requests += conn.pending.len() as u64;
+            }
+        }
+    }
+}
+
+/// Borrowed parts of the stage while one packet is processed.
+struct Cx<'a> {
+    config: &'a HttpConfig,
+    stats: &'a mut HttpStats,
+    ids: &'a mut FlowIds,
+    out: &'a mut Vec<Flow>,
+}
+
+/// How a message's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (or a tunnel): nothing after it is HTTP in this packet.
+    Rest,
+}
+
+enum Parsed<'h, 'b> {
+    Request {
+        method: &'b str,
+        target: &'b str,
+        version: u8,
+        headers: &'h [Header<'b>],
+        len: usize,
+    },
+    Response {
+        version: u8,
+        code: u16,
+        headers: &'h [Header<'b>],
+        len: usize,
+    },
+}
+
+enum Outcome<'h, 'b> {
+    Complete(Parsed<'h, 'b>),
+    Partial,
+    NotHttp,
+    TooManyHeaders,
+}
+
+fn parse<'h, 'b>(buf: &'b [u8], storage: &'h mut [Header<'b>]) -> Outcome<'h, 'b> {
+    const PREFIX: &[u8] = b"HTTP/";
+    let n = buf.len().min(PREFIX.len());
+    if buf[..n] == PREFIX[..n] {
+        let mut resp = httparse::Response::new(storage);
+        return match resp.parse(buf) {
+            Ok(Status::Complete(len)) => Outcome::Complete(Parsed::Response {
+                version: resp.version.unwrap_or(1),
+                code: resp.code.unwrap_or(0),
+                headers: resp.headers,
+                len,
+            }),
+            Ok(Status::Partial) => Outcome::Partial,
+            Err(httparse::Error::TooManyHeaders) => Outcome::TooManyHeaders,
+            Err(_) => Outcome::NotHttp,
+        };
+    }
+    // A method is a short token followed by a space; anything else is not HTTP, even if
+    // httparse would still wait for more bytes.
+    match buf.iter().take(MAX_METHOD_LEN + 1).position(|&c| c == b' ') {
+        Some(0) => return Outcome::NotHttp,
+        None if buf.len() > MAX_METHOD_LEN => return Outcome::NotHttp,
+        _ => {}
+    }
+    let mut req = httparse::Request::new(storage);
+    match req.parse(buf) {
+        Ok(Status::Complete(len)) => Outcome::Complete(Parsed::Request {
+            method: req.method.unwrap_or(""),
+            target: req.path.unwrap_or(""),
+            version: req.version.unwrap_or(1),
+            headers: req.headers,
+            len,
+        }),
+        Ok(Status::Partial) => Outcome::Partial,
+        Err(httparse::Error::TooManyHeaders) => Outcome::TooManyHeaders,
+        Err(_) => Outcome::NotHttp,
+    }
+}
+
+impl Cx<'_> {
+    /// A packet that starts a head. Returns whether the connection ends.
+    fn head_start(
+        &mut self,
+        conn: &mut Conn,
+        p: &Packet,
+        packet: &Flow,
+        pos: u32,
+        data: &[u8],
+    ) -> bool {
+        let half = &mut conn.halves[p.half];
+        if half.assembly.take().is_some() {
+            self.stats.incomplete += 1;
+        }
+        if let Some(next) = half.next
+            && (pos.wrapping_sub(next) as i32) < 0
+        {
+            self.stats.retransmits += 1;
+            return false;
+        }
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match parse(data, &mut storage) {
+            Outcome::Complete(parsed) => {
+                self.messages(conn, p, packet, p.time_ns, pos, data, parsed)
+            }
+            Outcome::Partial => {
+                if data.len() > self.config.max_head_bytes {
+                    self.stats.too_large += 1;
+                } else {
+                    conn.halves[p.half].assembly = Some(Assembly {
+                        start: pos,
+                        buf: data.to_vec(),
+                        ahead: Vec::new(),
+                        first: l7_base(packet),
+                    });
+                }
+                false
+            }
+            Outcome::NotHttp => {
+                self.stats.not_http += 1;
+                false
+            }
+            Outcome::TooManyHeaders => {
+                self.stats.too_large += 1;
+                false
+            }
+        }
+    }
+
+    /// A continuation segment of a head under reassembly. Returns whether the connection ends.
+    fn continuation(&mut self, conn: &mut Conn, p: &Packet, pos: u32, data: &[u8]) -> bool {
+        let max = self.config.max_head_bytes;
+        let Some(asm) = conn.halves[p.half].assembly.as_mut() else {
+            self.stats.orphan_segments += 1;
+            return false;
+        };
+        let rel = pos.wrapping_sub(asm.start);
+        if (rel as i32) < 0 {
+            // Starts before the head: a retransmit of what we have.
+            self.stats.retransmits += 1;
+            return false;
+        }
+        let offset = rel as usize;
+        if offset > asm.buf.len() {
+            // Ahead of a gap: keep it until the gap fills, within the same bound.
+            if offset >= max || asm.bytes() + data.len() > max {
+                conn.halves[p.half].assembly = None;
+                self.stats.too_large += 1;
+            } else {
+                asm.ahead.push((offset, data.to_vec()));
+            }
+            return false;
+        }
+        append_at(&mut asm.buf, offset, data);
+        // Segments that waited for this one.
+        asm.ahead.sort_by_key(|(o, _)| *o);
+        while let Some((o, _)) = asm.ahead.first() {
+            if *o > asm.buf.len() {
+                break;
+            }
+            let (o, seg) = asm.ahead.remove(0);
+            append_at(&mut asm.buf, o, &seg);
+        }
+        if asm.buf.len() > max {
+            conn.halves[p.half].assembly = None;
+            self.stats.too_large += 1;
+            return false;
+        }
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let asm_ref = conn.halves[p.half].assembly.as_ref();
+        let Some(asm_ref) = asm_ref else { return false };
+        // The message belongs to the first segment's packet: its time and endpoints.
+        let (buf, first, start) = (asm_ref.buf.clone(), asm_ref.first.clone(), asm_ref.start);
+        match parse(&buf, &mut storage) {
+            Outcome::Complete(parsed) => {
+                conn.halves[p.half].assembly = None;
+                let time = first.time.map_or(p.time_ns, |t| t.unix_nanos());
+                self.messages(conn, p, &first, time, start, &buf, parsed)
+            }
+            Outcome::Partial => false,
+            Outcome::NotHttp => {
+                conn.halves[p.half].assembly = None;
+                self.stats.not_http += 1;
+                false
+            }
+            Outcome::TooManyHeaders => {
+                conn.halves[p.half].assembly = None;
+                self.stats.too_large += 1;
+                false
+            }
+        }
+    }
+
+    /// Emits the first parsed message of `data` and any further complete ones after it.
+    #[allow(clippy::too_many_arguments)]
+    fn messages(
+        &mut self,
+        conn: &mut Conn,
+        p: &Packet,
+        packet: &Flow,
+        time_ns: i128,
+        pos: u32,
+        data: &[u8],
+        first: Parsed<'_, '_>,
+    ) -> bool {
+        let mut consumed = self.message(conn, p, packet, time_ns, first, data, 0);
+        loop {
+            let Some(at) = consumed else { return false };
+            if at == usize::MAX {
+                return true;
+            }
+            conn.halves[p.half].next = Some(pos.wrapping_add(at as u32));
+            let rest = &data[at.min(data.len())..];
+            if rest.is_empty() || conn.tunneled {
+                return false;
+            }
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match parse(rest, &mut storage) {
+                Outcome::Complete(parsed) => {
+                    consumed = self
+                        .message(conn, p, packet, time_ns, parsed, data, at)
+                        .map(|n| if n == usize::MAX { n } else { at + n });
+                }
+                // The next head continues in a later packet, which the agent flags as a
+                // continuation of this one: start reassembly with what is here.
+                Outcome::Partial => {
+                    if rest.len() <= self.config.max_head_bytes {
+                        conn.halves[p.half].assembly = Some(Assembly {
+                            start: pos.wrapping_add(at as u32),
+                            buf: rest.to_vec(),
+                            ahead: Vec::new(),
+                            first: l7_base(packet),
+                        });
+                    }
+                    return false;
+                }
+                Outcome::NotHttp => {
+                    self.stats.not_http += 1;
+                    return false;
+                }
+                Outcome::TooManyHeaders => {
+                    self.stats.too_large += 1;
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Emits one message found at `data[at..]`. Returns how many bytes of `data[at..]` it
+    /// spans including its body (`None`: the body runs past the capture; `usize::MAX`: the
+    /// connection ends).
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &mut self,
+        conn: &mut Conn,
+        p: &Packet,
+        packet: &Flow,
+        time_ns: i128,
+        parsed: Parsed<'_, '_>,
+        data: &[u8],
+        at: usize,
+    ) -> Option<usize> {
+        let (head_len, body) = match parsed {
+            Parsed::Request {
+                method,
+                target,
+                version,
+                headers,
+                len,
+            } => {
+                let body = request_body(headers);
+                self.request(conn, p, packet, time_ns, method, target, version, headers);
+                (len, body)
+            }
+            Parsed::Response {
+                version,
+                code,
+                headers,
+                len,
+            } => match self.response(conn, p, packet, time_ns, version, code, headers) {
+                Some(Reply::Close) => return Some(usize::MAX),
+                Some(Reply::Body(body)) => (len, body),
+                None => (len, response_body(code, "", headers)),
+            },
+        };
+        let rest = data.get(at + head_len..).unwrap_or(&[]);
+        skip_body(rest, body).map(|n| head_len + n)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &mut self,
+        conn: &mut Conn,
+        p: &Packet,
+        packet: &Flow,
+        time_ns: i128,
+        method: &str,
+        target: &str,
+        version: u8,
+        headers: &[Header<'_>],
+    ) {
+        self.stats.requests += 1;
+        let redaction = &self.config.redaction;
+        let host = header(headers, "host")
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .map(str::trim)
+            .filter(|h| !h.is_empty());
+        let url = redaction.url(request_url(target, host, p.dst));
+        let trace_id = header(headers, "traceparent")
+            .and_then(parse_traceparent)
+            .map(|t| t.trace_id);
+        let protocol = protocol(version);
+        let close = wants_close(version, headers);
+
+        let mut flow = l7_base(packet);
+        flow.time = Some(timestamp(time_ns));
+        flow.uuid = self.ids.next();
+        flow.is_reply = Some(false.into());
+        flow.trace_context = trace_context(&trace_id);
+        flow.summary = format!("{protocol} {method} {url}");
+        flow.l7 = Some(Layer7 {
+            r#type: L7FlowType::Request as i32,
+            latency_ns: 0,
+            record: Some(layer7::Record::Http(Http {
+                code: 0,
+                method: method.to_string(),
+                url: url.clone(),
+                protocol: protocol.to_string(),
+                headers: out_headers(headers, redaction),
+            })),
+        });
+        let direction = flow.traffic_direction;
+        self.out.push(flow);
+
+        if conn.pending.len() >= self.config.max_pending.max(1) {
+            conn.pending.pop_front();
+            self.stats.unanswered_requests += 1;
+        }
+        conn.pending.push_back(Pending {
+            client: p.src,
+            method: method.to_string(),
+            url,
+            trace_id,
+            time_ns,
+            direction,
+            close,
+        });
+    }
+
+    /// Pairs a response with the oldest waiting request and emits it. `None` when nothing
+    /// was waiting (counted).
+    #[allow(clippy::too_many_arguments)]
+    fn response(
+        &mut self,
+        conn: &mut Conn,
+        p: &Packet,
+        packet: &Flow,
+        time_ns: i128,
+        version: u8,
+        code: u16,
+        headers: &[Header<'_>],
+    ) -> Option<Reply> {
+        if (100..200).contains(&code) && code != 101 {
+            self.stats.informational += 1;
+            return Some(Reply::Body(Body::None));
+        }
+        if conn.pending.front().is_none_or(|r| r.client != p.dst) {
+            self.stats.unmatched_responses += 1;
+            return None;
+        }
+        let req = conn.pending.pop_front()?;
+        self.stats.responses += 1;
+        let protocol = protocol(version);
+        let latency_ns = u64::try_from(time_ns - req.time_ns).unwrap_or(0);
+
+        let mut flow = l7_base(packet);
+        flow.time = Some(timestamp(time_ns));
+        flow.uuid = self.ids.next();
+        flow.is_reply = Some(true.into());
+        flow.traffic_direction = req.direction;
+        flow.trace_context = trace_context(&req.trace_id);
+        flow.summary = format!(
+            "{protocol} {code} {}ms ({} {})",
+            latency_ns / 1_000_000,
+            req.method,
+            req.url
+        );
+        flow.l7 = Some(Layer7 {
+            r#type: L7FlowType::Response as i32,
+            latency_ns,
+            record: Some(layer7::Record::Http(Http {
+                code: u32::from(code),
+                method: req.method.clone(),
+                url: req.url,
+                protocol: protocol.to_string(),
+                headers: out_headers(headers, &self.config.redaction),
+            })),
+        });
+        self.out.push(flow);
+
+        let success = (200..300).contains(&code);
+        if code == 101 || (success && req.method.eq_ignore_ascii_case("CONNECT")) {
+            conn.tunneled = true;
+            return Some(Reply::Body(Body::Rest));
+        }
+        if req.close || wants_close(version, headers) {
+            return Some(Reply::Close);
+        }
+        Some(Reply::Body(response_body(code, &req.method, headers)))
+    }
+}
+
+enum Reply {
+    Body(Body),
+    Close,
+}
+
+/// Writes `seg` (which starts at `offset` ≤ `buf.len()`) onto the end of `buf`, skipping what
+/// `buf` already has (overlapping retransmits).
+fn append_at(buf: &mut Vec<u8>, offset: usize, seg: &[u8]) {
+    let have = buf.len().saturating_sub(offset);
+    if let Some(new) = seg.get(have..) {
+        buf.extend_from_slice(new);
+    }
+}
+
+fn header<'b>(headers: &[Header<'b>], name: &str) -> Option<&'b [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+fn has_token(headers: &[Header<'_>], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .flat_map(|h| h.value.split(|&c| c == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn wants_close(version: u8, headers: &[Header<'_>]) -> bool {
+    if version == 0 {
+        !has_token(headers, "connection", "keep-alive")
+    } else {
+        has_token(headers, "connection", "close")
+    }
+}
+
+fn content_length(headers: &[Header<'_>]) -> Option<u64> {
+    let v = header(headers, "content-length")?;
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+fn chunked(headers: &[Header<'_>]) -> bool {
+    // Chunked must be the last transfer coding; checking for the token is enough to frame.
+    has_token(headers, "transfer-encoding", "chunked")
+}
+
+fn request_body(headers: &[Header<'_>]) -> Body {
+    if chunked(headers) {
+        Body::Chunked
+    } else {
+        content_length(headers).map_or(Body::None, Body::Length)
+    }
+}
+
+fn response_body(code: u16, method: &str, headers: &[Header<'_>]) -> Body {
+    if (100..200).contains(&code) || code == 204 || code == 304 || method == "HEAD" {
+        Body::None
+    } else if chunked(headers) {
+        Body::Chunked
+    } else {
+        content_length(headers).map_or(Body::Rest, Body::Length)
+    }
+}
+
+/// Bytes of `rest` the body spans, or `None` when it runs past the captured bytes.
+fn skip_body(rest: &[u8], body: Body) -> Option<usize> {
+    match body {
+        Body::None => Some(0),
+        Body::Length(n) => usize::try_from(n).ok().filter(|&n| n <= rest.len()),
+        Body::Rest => None,
+        Body::Chunked => {
+            let mut i = 0usize;
+            loop {
+                let (used, size) = match httparse::parse_chunk_size(rest.get(i..)?) {
+                    Ok(Status::Complete(c)) => c,
+                    _ => return None,
+                };
+                i = i.checked_add(used)?;
+                if size == 0 {
+                    // Trailer fields, then an empty line.
+                    loop {
+                        let line_end = rest.get(i..)?.windows(2).position(|w| w == b"\r\n")?;
+                        i += line_end + 2;
+                        if line_end == 0 {
+                            return Some(i);
+                        }
+                    }
+                }
+                i = i.checked_add(usize::try_from(size).ok()?)?.checked_add(2)?;
+                if i > rest.len() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn protocol(version: u8) -> &'static str {
+    if version == 0 { "HTTP/1.0" } else { "HTTP/1.1" }
+}
+
+/// `http://host/path` from the request target and the `Host` header, else the destination.
+fn request_url(target: &str, host: Option<&str>, dst: SocketAddr) -> String {
+    let starts = |p: &str| {
+        target
+            .as_bytes()
+            .get(..p.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(p.as_bytes()))
+    };
+    if starts("http://") || starts("https://") {
+        return target.to_string();
+    }
+    let authority = match host {
+        Some(h) => h.to_string(),
+        None => dst.to_string(),
+    };
+    if target.starts_with('/') {
+        format!("http://{authority}{target}")
+    } else if target == "*" {
+        format!("http://{authority}")
+    } else {
+        // authority-form (CONNECT host:port)
+        format!("http://{target}")
+    }
+}
+
+/// Headers as Hubble lists them: lower-case keys (as Envoy reports them), sorted by key,
+/// values redacted or left out per the settings.
+fn out_headers(headers: &[Header<'_>], redaction: &Redaction) -> Vec<HttpHeader> {
+    let mut out: Vec<HttpHeader> = headers
+        .iter()
+        .filter_map(|h| {
+            let key = h.name.to_ascii_lowercase();
+            let value = redaction.header_value(&key, h.value)?;
+            Some(HttpHeader { key, value })
+        })
+        .collect();
+    out.sort_by(|x, y| x.key.cmp(&y.key));
+    out
+}
+
+fn trace_context(trace_id: &Option<String>) -> Option<TraceContext> {
+    trace_id.as_ref().map(|id| TraceContext {
+        parent: Some(TraceParent {
+            trace_id: id.clone(),
+        }),
+    })
+}
+
+fn timestamp(ns: i128) -> Timestamp {
+    Timestamp::from_unix_nanos(u64::try_from(ns.max(0)).unwrap_or(u64::MAX))
+}
+
+/// The fields an L7 flow takes from the packet that carried the message.
+fn l7_base(packet: &Flow) -> Flow {
+    let l4 = match packet.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(layer4::Protocol::Tcp(t)) => Some(Layer4 {
+            protocol: Some(layer4::Protocol::Tcp(Tcp {
+                source_port: t.source_port,
+                destination_port: t.destination_port,
+                flags: None,
+            })),
+        }),
+        _ => None,
+    };
+    Flow {
+        time: packet.time,
+        verdict: Verdict::Forwarded as i32,
+        ip: packet.ip.clone(),
+        l4,
+        source: packet.source.clone(),
+        destination: packet.destination.clone(),
+        r#type: FlowType::L7 as i32,
+        node_name: packet.node_name.clone(),
+        node_labels: packet.node_labels.clone(),
+        source_names: packet.source_names.clone(),
+        destination_names: packet.destination_names.clone(),
+        source_service: packet.source_service.clone(),
+        destination_service: packet.destination_service.clone(),
+        event_type: Some(CiliumEventType {
+            r#type: EVENT_TYPE_L7,
+            sub_type: 0,
+        }),
+        traffic_direction: packet.traffic_direction,
+        ..Default::default()
+    }
+}
+
+fn packet_of(flow: &Flow) -> Option<Packet> {
+    if flow.verdict != Verdict::Forwarded as i32 {
+        return None;
+    }
+    let ip = flow.ip.as_ref()?;
+    let src_ip: IpAddr = ip.source.parse().ok()?;
+    let dst_ip: IpAddr = ip.destination.parse().ok()?;
+    let Some(layer4::Protocol::Tcp(tcp)) = flow.l4.as_ref()?.protocol.as_ref() else {
+        return None;
+    };
+    let (sp, dp) = (
+        u16::try_from(tcp.source_port).ok()?,
+        u16::try_from(tcp.destination_port).ok()?,
+    );
+    // DNS over TCP belongs to the DNS parser.
+    if sp == 53 || dp == 53 {
+        return None;
+    }
+    let src = SocketAddr::new(src_ip, sp);
+    let dst = SocketAddr::new(dst_ip, dp);
+    let mut h = std::hash::DefaultHasher::new();
+    flow.node_name.hash(&mut h);
+    let (a, b, half) = if src <= dst {
+        (src, dst, 0)
+    } else {
+        (dst, src, 1)
+    };
+    Some(Packet {
+        key: ConnKey {
+            node: h.finish(),
+            ifindex: flow.interface.as_ref().map_or(0, |i| i.index),
+            a,
+            b,
+        },
+        half,
+        src,
+        dst,
+        time_ns: flow.time?.unix_nanos(),
+    })
+}
+
+/// UUIDs of relay-made flows: version 8, a random per-process prefix and a sequence number.
+#[derive(Debug)]
+struct FlowIds {
+    prefix: u64,
+    seq: u64,
+}
+
+impl FlowIds {
+    fn new() -> Self {
+        use std::hash::BuildHasher;
+        // RandomState is seeded per process; enough to keep two relays' ids apart.
+        let prefix = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        FlowIds { prefix, seq: 0 }
+    }
+
+    fn next(&mut self) -> String {
+        self.seq += 1;
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.prefix.to_be_bytes());
+        b[8..].copy_from_slice(&self.seq.to_be_bytes());
+        uuid::Builder::from_custom_bytes(b)
+            .into_uuid()
+            .hyphenated()
+            .to_string()
+    }
+}
+
+/// Fuzzing entry point: splits `data` into packets (each a control byte, a length byte and
+/// that many bytes) on one connection, both directions, heads and continuations, and runs
+/// them through a stage with small bounds. Never panics.
+pub fn fuzz_http(data: &[u8]) {
+    let mut stage = HttpStage::new(HttpConfig {
+        max_head_bytes: 512,
+        max_connections: 4,
+        max_pending: 4,
+        ..Default::default()
+    });
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    let mut seq = [1000u32, 5000u32];
+    let mut t = 1_000_000_000u64;
+    while i + 2 <= data.len() {
+        let (ctl, len) = (data[i], usize::from(data[i + 1]));
+        i += 2;
+        let end = (i + len).min(data.len());
+        let bytes = &data[i..end];
+        i = end;
+        let dir = usize::from(ctl & 1);
+        let continuation = ctl & 2 != 0;
+        // Bits 2..4 move the sequence number back or ahead (retransmits, gaps).
+        let jitter = i32::from((ctl >> 2) & 7) - 3;
+        let pos = seq[dir].wrapping_add_signed(jitter * 8);
+        let flow = test_packet(dir == 1, t, ctl & 0x80 != 0);
+        let payload = CapturedPayload {
+            data: bytes.to_vec(),
+            seq: pos,
+            continuation,
+            ..Default::default()
+        };
+        stage.observe(&flow, &payload, &mut out);
+        seq[dir] = pos.wrapping_add(bytes.len() as u32);
+        t += u64::from(ctl & 0x70) * 1_000_000;
+        out.clear();
+    }
+}
+
+/// A TCP packet flow between 198.18.0.1:40000 (client) and 198.18.0.2:80 (server).
+fn test_packet(from_server: bool, time_ns: u64, other_if: bool) -> Flow {
+    use webb_proto::flow::{Ip, IpVersion, NetworkInterface};
+    let (c, s) = ("198.18.0.1".to_string(), "198.18.0.2".to_string());
+    let (src, dst, sp, dp) = if from_server {
+        (s, c, 80, 40000)
+    } else {
+        (c, s, 40000, 80)
+    };
+    Flow {
+        time: Some(Timestamp::from_unix_nanos(time_ns)),
+        verdict: Verdict::Forwarded as i32,
+        ip: Some(Ip {
+            source: src,
+            destination: dst,
+            ip_version: IpVersion::IPv4 as i32,
+            ..Default::default()
+        }),
+        l4: Some(Layer4 {
+            protocol: Some(layer4::Protocol::Tcp(Tcp {
+                source_port: sp,
+                destination_port: dp,
+                flags: None,
+            })),
+        }),
+        node_name: "vn1".into(),
+        interface: Some(NetworkInterface {
+            index: if other_if { 8 } else { 7 },
+            name: String::new(),
+        }),
+        traffic_direction: TrafficDirection::Ingress as i32,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

@@ -1,0 +1,12 @@
+//! Webb's relay: subscribes to every agent's flows, merges them in time order, turns captured
+//! payload into L7 flows (HTTP/1.x, trace context), and serves the result with Hubble's API.
+//!
+//! Stages, each a library module usable on its own:
+//! [`peers`] (agent streams) → [`merge`] (time order) → [`l7`] (HTTP, [`traceparent`],
+//! [`privacy`]) → the relay's ring and Observer server.
+
+pub mod l7;
+pub mod merge;
+pub mod peers;
+pub mod privacy;
+pub mod traceparent;
