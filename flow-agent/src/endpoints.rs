@@ -221,7 +221,11 @@ impl Endpoints {
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((0, 0));
-            invalid(file, line, column, e.without_snippet().to_string())
+            // The location leads our message; drop the parser's own copy of it.
+            let text = e.without_snippet().to_string();
+            let suffix = format!(" at line {line}, column {column}");
+            let message = text.strip_suffix(&suffix).unwrap_or(&text).to_string();
+            invalid(file, line, column, message)
         })?;
         Self::build(spec, file, local_node)
     }

@@ -35,14 +35,11 @@ fn corpus(n: usize, rate: u64) -> Vec<Flow> {
 }
 
 fn props() -> parquet::file::properties::WriterProperties {
-    parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-        .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
-        .build()
+    StoreConfig::new("unused").writer_properties()
 }
 
-/// Arrow build + zstd Parquet of `flows` into memory; returns the bytes written.
-fn ingest(flows: &[Flow]) -> usize {
+/// Arrow build + zstd Parquet of `flows` into memory; returns the file.
+fn ingest_file(flows: &[Flow]) -> Vec<u8> {
     let mut b = FlowBatchBuilder::new();
     let mut w =
         parquet::arrow::ArrowWriter::try_new(Vec::new(), flow_store::flow_schema(), Some(props()))
@@ -53,7 +50,32 @@ fn ingest(flows: &[Flow]) -> usize {
         }
         w.write(&b.finish()).expect("in-memory write");
     }
-    w.into_inner().expect("in-memory close").len()
+    w.into_inner().expect("in-memory close")
+}
+
+fn ingest(flows: &[Flow]) -> usize {
+    ingest_file(flows).len()
+}
+
+/// Compressed bytes per flow of the costliest columns of a file.
+fn column_costs(file: Vec<u8>, n: usize) -> String {
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&bytes::Bytes::from(file))
+        .expect("own file");
+    let mut cost: std::collections::BTreeMap<String, i64> = Default::default();
+    for rg in meta.row_groups() {
+        for c in rg.columns() {
+            let top = c.column_path().parts()[0].clone();
+            *cost.entry(top).or_default() += c.compressed_size();
+        }
+    }
+    let mut v: Vec<_> = cost.into_iter().collect();
+    v.sort_by_key(|(_, b)| -b);
+    v.iter()
+        .take(10)
+        .map(|(name, b)| format!("{name} {:.1}", *b as f64 / n as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn bench(c: &mut Criterion) {
@@ -96,7 +118,8 @@ fn summary() {
     let n = 200_000;
     let flows = corpus(n, 2000);
     let t = Instant::now();
-    let bytes = ingest(&flows);
+    let file = ingest_file(&flows);
+    let bytes = file.len();
     let ingest_s = t.elapsed().as_secs_f64();
     let per_s = n as f64 / ingest_s;
     let t = Instant::now();
@@ -123,6 +146,8 @@ fn summary() {
         buf.len() as f64 / n as f64,
         buf.len() as f64 / bytes as f64
     );
+
+    println!("  costliest columns, bytes/flow: {}", column_costs(file, n));
 
     // Queries over a day of flows, built through the real store (24 hourly partitions).
     let tmp = tempfile::tempdir().expect("temp dir");

@@ -65,6 +65,11 @@ impl StoreConfig {
             sql: crate::sql::SqlLimits::default(),
         }
     }
+
+    /// The Parquet writer settings of the store's files.
+    pub fn writer_properties(&self) -> parquet::file::properties::WriterProperties {
+        segment::writer_properties(self.zstd_level, self.row_group_rows)
+    }
 }
 
 /// Why the store could not open or write.
@@ -405,7 +410,7 @@ impl Writer {
         for (hour, batches) in by_hour {
             let seq = self.next_seq;
             self.next_seq += 1;
-            let props = segment::writer_properties(cfg.zstd_level, cfg.row_group_rows);
+            let props = cfg.writer_properties();
             match segment::write(&cfg.dir, hour, seq, seq, &batches, props) {
                 Ok(s) => written.push(s),
                 Err(e) => {
@@ -487,7 +492,7 @@ impl Writer {
         }
         let lo = run.iter().map(|s| s.seq_lo).min().unwrap_or_default();
         let hi = run.iter().map(|s| s.seq_hi).max().unwrap_or_default();
-        let props = segment::writer_properties(cfg.zstd_level, cfg.row_group_rows);
+        let props = cfg.writer_properties();
         let merged = segment::write(&cfg.dir, hour, lo, hi, &batches, props)
             .map_err(|e| StoreError::Write(e.to_string()))?;
         {

@@ -469,3 +469,36 @@ fn history_queries_honour_since_until_limit_and_order() {
         vec![stored[99].clone(), stored[98].clone(), stored[97].clone()]
     );
 }
+
+#[test]
+fn a_time_range_query_never_opens_files_outside_the_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(config(tmp.path())).unwrap();
+    let early = FlowGenerator::new(10, hour_start_ago(5), 10).batch(0, 100);
+    let late = FlowGenerator::new(10, hour_start_ago(2), 10).batch(0, 100);
+    for f in early.iter().chain(&late) {
+        store.try_append(f.clone());
+    }
+    store.flush().unwrap();
+    // Remove the early hour's file behind the store's back: a scan that opened it would fail.
+    let segs = store.segments();
+    assert_eq!(segs.len(), 2);
+    std::fs::remove_file(&segs[0].path).unwrap();
+    let rt = rt();
+    let got = rt
+        .block_on(store.query_flows(&FlowQuery {
+            since: Some(hour_start_ago(3)),
+            ..Default::default()
+        }))
+        .unwrap();
+    assert_eq!(got, late.iter().map(stored_form).collect::<Vec<_>>());
+    let counted = rt
+        .block_on(store.sql(&format!(
+            "SELECT count(*) FROM flows WHERE time >= to_timestamp_seconds({})",
+            hour_start_ago(3).seconds
+        )))
+        .unwrap();
+    assert_eq!(counted.rows, vec![vec![serde_json::json!(100)]]);
+    // Without the time filter the missing file is an error, not silently skipped.
+    assert!(rt.block_on(store.query_flows(&FlowQuery::default())).is_err());
+}

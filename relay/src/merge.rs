@@ -6,7 +6,7 @@
 //!
 //! [`SortBuffer`] is the pure structure; [`run`] drives it from a channel.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
@@ -29,30 +29,6 @@ impl Timed for GetFlowsResponse {
     }
 }
 
-struct Entry<T> {
-    time: i128,
-    /// Arrival order: equal times leave in the order they came.
-    seq: u64,
-    item: T,
-}
-
-impl<T> PartialEq for Entry<T> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
-    }
-}
-impl<T> Eq for Entry<T> {}
-impl<T> PartialOrd for Entry<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<T> Ord for Entry<T> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.time, self.seq).cmp(&(other.time, other.seq))
-    }
-}
-
 /// What the buffer did: how full it runs and how well it could order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MergeStats {
@@ -65,9 +41,13 @@ pub struct MergeStats {
     pub out_of_order: u64,
 }
 
-/// A bounded min-heap by time.
+/// A bounded min-heap by time. The heap orders small keys (time, arrival, slot); the items
+/// stay put in their slots, so sifting never moves a (large) flow.
 pub struct SortBuffer<T> {
-    heap: BinaryHeap<Reverse<Entry<T>>>,
+    /// (time, arrival order — equal times leave in the order they came —, slot).
+    heap: BinaryHeap<Reverse<(i128, u64, usize)>>,
+    slots: Vec<Option<T>>,
+    free: Vec<usize>,
     max_len: usize,
     seq: u64,
     last_out: Option<i128>,
@@ -80,6 +60,8 @@ impl<T: Timed> SortBuffer<T> {
         let max_len = max_len.max(1);
         SortBuffer {
             heap: BinaryHeap::with_capacity(max_len + 1),
+            slots: Vec::with_capacity(max_len + 1),
+            free: Vec::new(),
             max_len,
             seq: 0,
             last_out: None,
@@ -109,28 +91,40 @@ impl<T: Timed> SortBuffer<T> {
             None
         };
         self.seq += 1;
-        self.heap.push(Reverse(Entry {
-            time: item.time_ns(),
-            seq: self.seq,
-            item,
-        }));
+        let time = item.time_ns();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(item);
+                slot
+            }
+            None => {
+                self.slots.push(Some(item));
+                self.slots.len() - 1
+            }
+        };
+        self.heap.push(Reverse((time, self.seq, slot)));
         out
     }
 
     /// Takes out the oldest item.
     pub fn pop(&mut self) -> Option<T> {
-        let Reverse(e) = self.heap.pop()?;
-        if self.last_out.is_some_and(|last| e.time < last) {
+        let Reverse((time, _, slot)) = self.heap.pop()?;
+        if self.last_out.is_some_and(|last| time < last) {
             self.stats.out_of_order += 1;
         } else {
-            self.last_out = Some(e.time);
+            self.last_out = Some(time);
         }
-        Some(e.item)
+        self.free.push(slot);
+        self.slots.get_mut(slot).and_then(Option::take)
     }
 
     /// Takes out, oldest first, every item older than `t_ns`.
     pub fn pop_older_than(&mut self, t_ns: i128, out: &mut impl Extend<T>) {
-        while self.heap.peek().is_some_and(|Reverse(e)| e.time < t_ns) {
+        while self
+            .heap
+            .peek()
+            .is_some_and(|Reverse((time, _, _))| *time < t_ns)
+        {
             if let Some(item) = self.pop() {
                 self.stats.drained += 1;
                 out.extend(Some(item));
