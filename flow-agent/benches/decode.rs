@@ -14,8 +14,7 @@ use flow_agent::datapath::kdrop::KernelDropNames;
 use flow_agent::decode::{Decoder, FlowIds, WallClock};
 use flow_agent::endpoints::Endpoints;
 use flow_agent::metrics::Metrics;
-use flow_agent::ring::Ring;
-use flow_agent::server::Observed;
+use flow_observer::{Observed, Ring, StoredFlow};
 
 const EPS: &str = r#"
 endpoints:
@@ -100,7 +99,7 @@ fn main() {
         g.bench_function("decode + ring push", |b| {
             b.iter(|| {
                 if let Ok(r) = d.decode_bytes(black_box(&rec)) {
-                    state.push_flow(r);
+                    state.push_flow(&r.flow, r.extras.as_ref());
                 }
             })
         });
@@ -125,7 +124,7 @@ fn main() {
     let mut d = decoder();
     let push = time_per(n, || {
         if let Ok(r) = d.decode_bytes(black_box(&rec)) {
-            state.push_flow(r);
+            state.push_flow(&r.flow, r.extras.as_ref());
         }
     });
     println!("\ndecoder summary ({n} events each, one core):");
@@ -153,8 +152,8 @@ fn main() {
     let mut stored = 0usize;
     for _ in 0..65535 {
         if let Ok(r) = d.decode_bytes(&rec) {
-            stored += flow_agent::server::StoredFlow::new(&r).stored_len();
-            state.push_flow(r);
+            stored += StoredFlow::new(&r.flow, r.extras.as_ref()).stored_len();
+            state.push_flow(&r.flow, r.extras.as_ref());
         }
     }
     let grown = rss_kib().saturating_sub(before);

@@ -19,8 +19,8 @@ use flow_agent::decode::{Decoder, FlowIds, Interfaces, WallClock};
 use flow_agent::endpoints::{Endpoints, EndpointsFile};
 use flow_agent::metrics::{DatapathTotals, Metrics};
 use flow_agent::pipeline::{self, NodeView, PendingLoss};
-use flow_agent::ring::{self, Ring};
-use flow_agent::server::{Observed, ObserverService, PeerInfo, PeerService, Services};
+use flow_observer::ring::{self, Ring};
+use flow_observer::{Observed, ObserverService, PeerInfo, PeerService, Services};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Aggregation {
@@ -259,6 +259,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         records,
         decoder,
         state.clone(),
+        metrics.clone(),
         view_rx,
         pending_loss.clone(),
     ));
@@ -269,10 +270,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         address: advertise_address(&args, &endpoints, &node),
     }];
     peers.extend(args.peers.iter().filter(|p| p.name != node).cloned());
-    let services = Services {
-        observer: ObserverService::new(state.clone()),
-        peer: PeerService::new(peers),
-    };
+    let services =
+        Services::node(ObserverService::new(state.clone()), PeerService::new(peers)).await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

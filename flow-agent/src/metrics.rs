@@ -52,10 +52,21 @@ pub struct Metrics {
 pub mod stage {
     /// The kernel could not reserve ring-buffer space for an event.
     pub const DATAPATH_RING: &str = "datapath_ring";
-    /// A record the decoder could not parse.
-    pub const DECODE: &str = "decode";
+    /// A record the decoder could not parse (also a stored flow that would not decode again).
+    pub use flow_observer::stage::DECODE;
     /// A GetFlows reader fell behind the flow ring and entries were overwritten.
-    pub const HUBBLE_RING_READER: &str = "hubble_ring_reader";
+    pub use flow_observer::stage::HUBBLE_RING_READER;
+}
+
+/// The Observer reports its losses and ring depth into the agent's metrics.
+impl flow_observer::ObserverMetrics for Metrics {
+    fn lost(&self, stage: &str, count: u64) {
+        Metrics::lost(self, stage, count);
+    }
+
+    fn ring_depth(&self, len: usize) {
+        self.set_ring_depth(len as i64);
+    }
 }
 
 impl Metrics {

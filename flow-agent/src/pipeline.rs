@@ -10,9 +10,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use flow_observer::Observed;
+use webb_proto::Timestamp;
+use webb_proto::flow::{LostEvent, LostEventSource};
+
 use crate::decode::{Decoder, Interfaces};
 use crate::endpoints::Endpoints;
-use crate::server::Observed;
+use crate::metrics::Metrics;
 
 /// Records taken from the channel before followers are woken.
 const BATCH: usize = 1024;
@@ -43,10 +47,10 @@ pub async fn run(
     mut records: mpsc::Receiver<Vec<u8>>,
     mut decoder: Decoder,
     state: Arc<Observed>,
+    metrics: Arc<Metrics>,
     mut view: watch::Receiver<NodeView>,
     pending_loss: Arc<PendingLoss>,
 ) {
-    let metrics = state.metrics().clone();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(BATCH);
@@ -65,13 +69,13 @@ pub async fn run(
         }
         let lost = pending_loss.take();
         if lost > 0 {
-            state.push_datapath_loss(lost);
+            state.push_lost(datapath_loss(lost));
         }
         let mut flows = 0;
         for rec in batch.drain(..) {
             match decoder.decode_bytes(&rec) {
                 Ok(r) => {
-                    state.push_flow(r);
+                    state.push_flow(&r.flow, r.extras.as_ref());
                     flows += 1;
                 }
                 Err(e) => {
@@ -82,6 +86,19 @@ pub async fn run(
         }
         metrics.flows(flows);
         state.flush();
+    }
+}
+
+/// Events the datapath could not emit, as Hubble reports them:
+/// `LostEvent{PERF_EVENT_RING_BUFFER}`.
+fn datapath_loss(count: u64) -> LostEvent {
+    let now = Timestamp::now();
+    LostEvent {
+        source: LostEventSource::PerfEventRingBuffer as i32,
+        num_events_lost: count,
+        cpu: None,
+        first: Some(now),
+        last: Some(now),
     }
 }
 

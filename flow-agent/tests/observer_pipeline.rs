@@ -11,8 +11,7 @@ use flow_agent::decode::{Decoder, FlowIds, Interfaces, WallClock};
 use flow_agent::endpoints::Endpoints;
 use flow_agent::metrics::Metrics;
 use flow_agent::pipeline::{self, NodeView, PendingLoss};
-use flow_agent::ring::Ring;
-use flow_agent::server::{Observed, RingEvent};
+use flow_observer::{Observed, Ring, RingEvent};
 use tokio::sync::{mpsc, watch};
 use webb_proto::flow::{LostEventSource, TraceObservationPoint};
 
@@ -70,6 +69,7 @@ async fn records_become_flows_garbage_is_counted_and_losses_become_lost_events()
         rx,
         decoder,
         state.clone(),
+        metrics.clone(),
         view_rx,
         loss.clone(),
     ));
@@ -100,25 +100,30 @@ async fn records_become_flows_garbage_is_counted_and_losses_become_lost_events()
     let RingEvent::Flow(first) = entries[0].as_ref() else {
         panic!("flow first")
     };
-    let first = first.record().unwrap();
+    let first = first.flow().unwrap();
     assert_eq!(
-        first.flow.trace_observation_point,
+        first.trace_observation_point,
         TraceObservationPoint::FromNetwork as i32
     );
-    let RingEvent::Lost(lost) = entries[1].as_ref() else {
+    let RingEvent::Lost {
+        node_name,
+        event: lost,
+    } = entries[1].as_ref()
+    else {
         panic!("the loss is reported before later flows")
     };
     assert_eq!(lost.source, LostEventSource::PerfEventRingBuffer as i32);
     assert_eq!(lost.num_events_lost, 5);
+    assert_eq!(node_name, "vn1");
     let RingEvent::Flow(second) = entries[2].as_ref() else {
         panic!("flow after the loss")
     };
-    let second = second.record().unwrap();
+    let second = second.flow().unwrap();
     assert_eq!(
-        second.flow.trace_observation_point,
+        second.trace_observation_point,
         TraceObservationPoint::ToStack as i32
     );
-    assert_eq!(second.flow.interface.as_ref().unwrap().name, "lxcweb");
+    assert_eq!(second.interface.as_ref().unwrap().name, "lxcweb");
     assert_eq!(state.seen_flows(), 2);
 
     let text = metrics.encode();

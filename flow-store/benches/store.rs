@@ -41,16 +41,14 @@ fn props() -> parquet::file::properties::WriterProperties {
 /// Arrow build + zstd Parquet of `flows` into memory; returns the file.
 fn ingest_file(flows: &[Flow]) -> Vec<u8> {
     let mut b = FlowBatchBuilder::new();
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(Vec::new(), flow_store::flow_schema(), Some(props()))
-            .expect("schema is valid");
+    let mut batches = Vec::new();
     for chunk in flows.chunks(BATCH) {
         for f in chunk {
             b.append(f);
         }
-        w.write(&b.finish()).expect("in-memory write");
+        batches.push(b.finish());
     }
-    w.into_inner().expect("in-memory close")
+    flow_store::write_parquet(&batches, Vec::new(), props()).expect("in-memory write")
 }
 
 fn ingest(flows: &[Flow]) -> usize {

@@ -97,15 +97,8 @@ impl FlowGenerator {
             dst
         };
         f.time = Some(self.time(i));
-        f.uuid = format!(
-            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-            h as u32,
-            (h >> 32) as u16,
-            (h >> 48) as u16 & 0xfff,
-            mix64(h) as u16 & 0xfff,
-            mix64(h ^ 1) & 0xffff_ffff_ffff
-        );
         f.node_name = format!("node-{}", src % 16);
+        f.uuid = uuid_like_webb(&f.node_name, f.l7.is_some(), i as u64);
         f.source = Some(self.endpoint(src));
         f.destination = Some(self.endpoint(dst));
         if let Some(ip) = f.ip.as_mut().filter(|ip| ip.ip_version == 1) {
@@ -157,6 +150,30 @@ impl Iterator for FlowGenerator {
         self.next += 1;
         Some(f)
     }
+}
+
+/// UUIDs the way Webb makes them (see flow-agent's `FlowIds` and the relay's L7 stage): a
+/// version-8 UUID of a per-producer prefix (node hash, or the relay's for L7 flows) and a
+/// sequence number.
+fn uuid_like_webb(node: &str, by_relay: bool, seq: u64) -> String {
+    let prefix = if by_relay {
+        0x5eed_0000_0000_0001
+    } else {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a
+        for b in node.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    };
+    format!(
+        "{:08x}-{:04x}-8{:03x}-{:04x}-{:012x}",
+        prefix >> 32,
+        (prefix >> 16) & 0xffff,
+        prefix & 0xfff,
+        0x8000 | ((seq >> 48) & 0x3fff),
+        seq & 0xffff_ffff_ffff
+    )
 }
 
 fn dns(i: usize) -> Flow {

@@ -22,7 +22,7 @@ mod table;
 pub use schema::{
     FlowBatchBuilder, SchemaError, flow_schema, flows_from_batch, flows_to_batch, stored_form,
 };
-pub use segment::Segment;
+pub use segment::{Segment, write_parquet};
 pub use sql::{SqlColumn, SqlError, SqlLimits, SqlResult};
 pub use store::{FlowStore, STAGE_QUEUE, STAGE_WRITE, StoreConfig, StoreError, StoreStats};
 pub use table::{FlowQuery, FlowsTable, QueryError, TABLE};

@@ -58,7 +58,7 @@ impl StoreConfig {
             queue_capacity: 65_536,
             batch_rows: 8192,
             seal_interval: Duration::from_millis(250),
-            compact_below_bytes: 32 << 20,
+            compact_below_bytes: 16 << 20,
             compact_min_files: 8,
             zstd_level: 3,
             row_group_rows: 128 * 1024,
@@ -411,7 +411,7 @@ impl Writer {
             let seq = self.next_seq;
             self.next_seq += 1;
             let props = cfg.writer_properties();
-            match segment::write(&cfg.dir, hour, seq, seq, &batches, props) {
+            match segment::write(&cfg.dir, hour, seq, seq, &batches, props, true) {
                 Ok(s) => written.push(s),
                 Err(e) => {
                     let lost: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -466,8 +466,15 @@ impl Writer {
             // Runs of consecutive small files: merging only consecutive sequence ranges keeps
             // "a range inside another was compacted" true for crash recovery.
             let mut runs: Vec<Vec<Segment>> = vec![Vec::new()];
+            // A run stops near `compact_below_bytes`, which bounds the memory of one merge.
             for s in segs {
                 if s.bytes < cfg.compact_below_bytes {
+                    let full = runs.last().is_some_and(|r| {
+                        r.iter().map(|x| x.bytes).sum::<u64>() >= cfg.compact_below_bytes
+                    });
+                    if full {
+                        runs.push(Vec::new());
+                    }
                     if let Some(r) = runs.last_mut() {
                         r.push(s);
                     }
@@ -493,7 +500,7 @@ impl Writer {
         let lo = run.iter().map(|s| s.seq_lo).min().unwrap_or_default();
         let hi = run.iter().map(|s| s.seq_hi).max().unwrap_or_default();
         let props = cfg.writer_properties();
-        let merged = segment::write(&cfg.dir, hour, lo, hi, &batches, props)
+        let merged = segment::write(&cfg.dir, hour, lo, hi, &batches, props, false)
             .map_err(|e| StoreError::Write(e.to_string()))?;
         {
             let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());

@@ -299,3 +299,30 @@ impl FlowStore {
         Ok(df)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(v: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn time_bounds_follow_comparisons_on_either_side_and_between() {
+        let t = || col(TIME);
+        assert_eq!(time_bounds(&[]), (i64::MIN, i64::MAX));
+        assert_eq!(time_bounds(&[t().gt_eq(ts(10)), t().lt(ts(20))]), (10, 19));
+        assert_eq!(time_bounds(&[ts(10).lt(t())]), (11, i64::MAX));
+        assert_eq!(time_bounds(&[t().between(ts(5), ts(7))]), (5, 7));
+        assert_eq!(time_bounds(&[t().eq(ts(9))]), (9, 9));
+        // Other columns and non-literal sides do not narrow the range.
+        assert_eq!(
+            time_bounds(&[col("uuid").gt_eq(lit("a")), t().gt(col(TIME))]),
+            (i64::MIN, i64::MAX)
+        );
+    }
+}

@@ -500,5 +500,8 @@ fn a_time_range_query_never_opens_files_outside_the_range() {
         .unwrap();
     assert_eq!(counted.rows, vec![vec![serde_json::json!(100)]]);
     // Without the time filter the missing file is an error, not silently skipped.
-    assert!(rt.block_on(store.query_flows(&FlowQuery::default())).is_err());
+    assert!(
+        rt.block_on(store.query_flows(&FlowQuery::default()))
+            .is_err()
+    );
 }

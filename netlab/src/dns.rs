@@ -114,7 +114,10 @@ mod tests {
 
     #[test]
     fn a_known_name_gets_its_address_and_an_unknown_one_nxdomain() {
-        let names = HashMap::from([("cart.shop.svc.cluster.local".to_string(), Ipv4Addr::new(198, 19, 2, 10))]);
+        let names = HashMap::from([(
+            "cart.shop.svc.cluster.local".to_string(),
+            Ipv4Addr::new(198, 19, 2, 10),
+        )]);
         let r = answer(&query(7, "cart.shop.svc.cluster.local"), &names).unwrap();
         assert_eq!(response_code(&r), Some((7, 0)));
         assert_eq!(&r[r.len() - 4..], &[198, 19, 2, 10]);

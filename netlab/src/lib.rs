@@ -35,7 +35,8 @@ pub use topology::{
     Node, Pod, PodSpec, Topology, Workload, cleanup_leftovers, cleanup_stale, shop, unique_prefix,
 };
 pub use traffic::{
-    CALLS, ClientCounts, PairCounts, Plan, Report, ServerCounts, TracedRequest, Traffic, TrafficStats,
+    CALLS, ClientCounts, PairCounts, Plan, Report, ServerCounts, TracedRequest, Traffic,
+    TrafficStats,
 };
 
 /// What can go wrong while building or driving the network.

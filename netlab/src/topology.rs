@@ -54,8 +54,6 @@ pub fn shop() -> Vec<PodSpec> {
         labels: &[(&str, &str)],
         (workload, kind): (&str, &str),
         node: u8,
-        http_port: Option<u16>,
-        dns: bool,
     ) -> PodSpec {
         PodSpec {
             key: key.into(),
@@ -70,8 +68,8 @@ pub fn shop() -> Vec<PodSpec> {
                 kind: kind.into(),
             },
             node,
-            http_port,
-            dns,
+            http_port: Some(8080),
+            dns: false,
         }
     }
     vec![
@@ -82,8 +80,6 @@ pub fn shop() -> Vec<PodSpec> {
             &[("app", "frontend"), ("tier", "web")],
             ("frontend", "Deployment"),
             0,
-            Some(8080),
-            false,
         ),
         pod(
             "catalog",
@@ -92,19 +88,19 @@ pub fn shop() -> Vec<PodSpec> {
             &[("app", "catalog"), ("tier", "api")],
             ("catalog", "Deployment"),
             0,
-            Some(8080),
-            false,
         ),
-        pod(
-            "coredns",
-            "coredns-5d78c9869d-8w2lq",
-            "kube-system",
-            &[("k8s-app", "kube-dns")],
-            ("coredns", "Deployment"),
-            0,
-            None,
-            true,
-        ),
+        PodSpec {
+            http_port: None,
+            dns: true,
+            ..pod(
+                "coredns",
+                "coredns-5d78c9869d-8w2lq",
+                "kube-system",
+                &[("k8s-app", "kube-dns")],
+                ("coredns", "Deployment"),
+                0,
+            )
+        },
         pod(
             "cart",
             "cart-58d6b7c9f4-r9t5n",
@@ -112,19 +108,18 @@ pub fn shop() -> Vec<PodSpec> {
             &[("app", "cart"), ("tier", "api")],
             ("cart", "Deployment"),
             1,
-            Some(8080),
-            false,
         ),
-        pod(
-            "db",
-            "db-0",
-            "data",
-            &[("app", "db"), ("tier", "data")],
-            ("db", "StatefulSet"),
-            1,
-            Some(5432),
-            false,
-        ),
+        PodSpec {
+            http_port: Some(5432),
+            ..pod(
+                "db",
+                "db-0",
+                "data",
+                &[("app", "db"), ("tier", "data")],
+                ("db", "StatefulSet"),
+                1,
+            )
+        },
     ]
 }
 
@@ -311,7 +306,16 @@ impl Topology {
                     netns: format!("{prefix}-{}", s.key),
                     interface: format!("lxc{}", s.key),
                     ipv4: Ipv4Addr::new(198, 19, third, 10 + k),
-                    ipv6: Ipv6Addr::new(0x2001, 2, 0, u16::from(third), 0, 0, 0, 0x10 + u16::from(k)),
+                    ipv6: Ipv6Addr::new(
+                        0x2001,
+                        2,
+                        0,
+                        u16::from(third),
+                        0,
+                        0,
+                        0,
+                        0x10 + u16::from(k),
+                    ),
                     key: s.key,
                     name: s.name,
                     namespace: s.namespace,
@@ -344,34 +348,23 @@ impl Topology {
     }
 
     fn create(&self) -> Result<(), Error> {
-        // 1. Namespaces and veth pairs, created straight into their namespaces.
+        // 1. Namespaces.
         let mut root = String::new();
         for ns in &self.created {
             let _ = writeln!(root, "netns add {ns}");
         }
-        let (n1, n2) = (&self.nodes[0], &self.nodes[1]);
-        let _ = writeln!(
-            root,
-            "link add {NODE_LINK} netns {} type veth peer name {NODE_LINK} netns {}",
-            n1.netns, n2.netns
-        );
-        for p in &self.pods {
-            let _ = writeln!(
-                root,
-                "link add {} netns {} type veth peer name eth0 netns {}",
-                p.interface, p.node, p.netns
-            );
-        }
         netns::ip_batch(None, &root, false)?;
 
-        // 2. Sysctls before links come up: nodes forward; nobody waits for IPv6 DAD; pods may
-        //    open unprivileged-style ICMP echo sockets (ping_group_range) as root.
+        // 2. Sysctls before any interface exists, so new interfaces inherit `default`: nodes
+        //    forward; nobody runs IPv6 DAD (a tentative address silently loses the first
+        //    packets); pods may open ICMP echo ("ping") sockets as root (ping_group_range).
         for n in &self.nodes {
             netns::sysctls(
                 &n.netns,
                 &[
                     ("net.ipv4.ip_forward", "1"),
                     ("net.ipv6.conf.all.forwarding", "1"),
+                    ("net.ipv6.conf.default.forwarding", "1"),
                     ("net.ipv6.conf.all.accept_dad", "0"),
                     ("net.ipv6.conf.default.accept_dad", "0"),
                 ],
@@ -383,13 +376,29 @@ impl Topology {
                 &[
                     ("net.ipv6.conf.all.accept_dad", "0"),
                     ("net.ipv6.conf.default.accept_dad", "0"),
-                    ("net.ipv6.conf.eth0.accept_dad", "0"),
                     ("net.ipv4.ping_group_range", "0 2147483647"),
                 ],
             )?;
         }
 
-        // 3. Addresses and routes, one `ip -batch` per namespace.
+        // 3. Veth pairs, created straight into their namespaces.
+        let mut links = String::new();
+        let (n1, n2) = (&self.nodes[0], &self.nodes[1]);
+        let _ = writeln!(
+            links,
+            "link add {NODE_LINK} netns {} type veth peer name {NODE_LINK} netns {}",
+            n1.netns, n2.netns
+        );
+        for p in &self.pods {
+            let _ = writeln!(
+                links,
+                "link add {} netns {} type veth peer name eth0 netns {}",
+                p.interface, p.node, p.netns
+            );
+        }
+        netns::ip_batch(None, &links, false)?;
+
+        // 4. Addresses and routes, one `ip -batch` per namespace.
         for (i, n) in self.nodes.iter().enumerate() {
             let other = &self.nodes[1 - i];
             let mut s = String::new();

@@ -172,6 +172,8 @@ struct Shared {
     deadline: Instant,
     plan: Plan,
     stop: watch::Receiver<bool>,
+    /// Turns true once every pod's servers listen.
+    go: watch::Receiver<bool>,
     dns_server: Option<IpAddr>,
 }
 
@@ -180,6 +182,7 @@ impl Traffic {
     pub fn start(topo: &Topology, plan: Plan) -> Result<Self, Error> {
         let (stop_clients, stop_c_rx) = watch::channel(false);
         let (stop_servers, stop_s_rx) = watch::channel(false);
+        let (go, go_rx) = watch::channel(false);
         let client = Arc::new(Mutex::new(ClientCounts::default()));
         let servers = Arc::new(Mutex::new(ServerCounts::default()));
         let names: Arc<HashMap<String, Ipv4Addr>> = Arc::new(
@@ -195,6 +198,7 @@ impl Traffic {
             deadline: Instant::now() + plan.duration,
             plan: plan.clone(),
             stop: stop_c_rx,
+            go: go_rx,
             dns_server,
         });
         let client_keys: BTreeSet<&str> = CALLS
@@ -260,6 +264,7 @@ impl Traffic {
                 }
             }
         }
+        let _ = go.send(true);
         Ok(traffic)
     }
 
@@ -342,6 +347,7 @@ impl PodCtx {
                     what: format!("tokio runtime for pod {}", self.pod.key),
                     source,
                 }));
+                self.client_finished();
                 return;
             }
         };
@@ -386,11 +392,12 @@ impl PodCtx {
         let failed = bound.is_err();
         let _ = self.ready.send(bound);
         if failed {
+            self.client_finished();
             return;
         }
         if self.is_client {
             self.client_loop().await;
-            let _ = self.done.send(());
+            self.client_finished();
         }
         let mut stop = self.stop_servers.clone();
         let _ = stop.wait_for(|s| *s).await;
@@ -399,14 +406,26 @@ impl PodCtx {
         }
     }
 
+    /// Every client pod reports exactly once, whether it ran or failed to start, so
+    /// [`Traffic::wait`] never waits for a client that will not come.
+    fn client_finished(&self) {
+        if self.is_client {
+            let _ = self.done.send(());
+        }
+    }
+
     async fn client_loop(&self) {
         let sh = &self.shared;
+        let (mut go, mut stop) = (sh.go.clone(), sh.stop.clone());
+        tokio::select! {
+            started = go.wait_for(|g| *g) => if started.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
         let mut rng = fastrand::Rng::with_seed(self.seed);
         let total: u32 = self.calls.iter().map(|(_, w)| w).sum();
         let limit = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut stop = sh.stop.clone();
         let mut tasks = tokio::task::JoinSet::new();
         let mut n: u64 = 0;
         loop {
@@ -645,7 +664,8 @@ impl Action {
                 c.connections += 1;
                 Some(s)
             }
-            _ => {
+            failed => {
+                tracing::debug!(%addr, ?failed, "connect failed");
                 c.connect_failures += 1;
                 None
             }
@@ -657,7 +677,10 @@ impl Action {
             self.record_unsent(reqs.len());
             return Vec::new();
         };
-        let (got, _) = timed_exchange(&mut stream, reqs).await;
+        let (got, err) = timed_exchange(&mut stream, reqs).await;
+        if let Some(e) = err {
+            tracing::debug!(%addr, requests = reqs.len(), responses = got.len(), "exchange: {e}");
+        }
         let mut out: Vec<Option<u16>> = got.into_iter().map(Some).collect();
         out.resize(reqs.len(), None);
         out
@@ -717,5 +740,52 @@ async fn timed_exchange(
     match tokio::time::timeout(EXCHANGE_TIMEOUT, http::exchange(stream, reqs)).await {
         Ok(r) => r,
         Err(_) => (Vec::new(), Some(std::io::ErrorKind::TimedOut.into())),
+    }
+}
+
+impl std::fmt::Display for Report {
+    /// A few lines for a demo's end summary.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.client;
+        let statuses: Vec<String> = c
+            .http_by_status
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
+        writeln!(
+            f,
+            "traffic over {:.1}s: {} HTTP requests ({} answered: {}; {} failed), {} with traceparent, {} over IPv6",
+            self.elapsed.as_secs_f64(),
+            c.requests(),
+            c.responses(),
+            statuses.join(", "),
+            c.requests() - c.responses(),
+            c.traced.len(),
+            c.requests_over_ipv6,
+        )?;
+        writeln!(
+            f,
+            "  connections: {} opened, {} failed; {} pipelined writes",
+            c.connections, c.connect_failures, c.pipelined_batches
+        )?;
+        for ((from, to), p) in &c.by_pair {
+            writeln!(
+                f,
+                "  {from} -> {to}: {} requests, {} answered, {} failed",
+                p.requests, p.responses, p.failed
+            )?;
+        }
+        writeln!(
+            f,
+            "  DNS (UDP 53): {} queries, {} answers, {} timeouts; ICMP echo: {} sent, {} replies",
+            c.dns_queries, c.dns_answers, c.dns_timeouts, c.icmp_echo_requests, c.icmp_echo_replies
+        )?;
+        write!(
+            f,
+            "  servers saw: {} HTTP requests, {} trace ids, {} DNS queries",
+            self.servers.http_by_status.values().sum::<u64>(),
+            self.servers.trace_ids.len(),
+            self.servers.dns_queries
+        )
     }
 }

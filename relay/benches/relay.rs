@@ -16,6 +16,10 @@ use webb_proto::flow::{
 use webb_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use webb_proto::webb_v1::CapturedPayload;
 
+// The same allocator as the webb-relay binary.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const MERGE_GOAL: f64 = 1_000_000.0;
 const HTTP_GOAL: f64 = 2_000_000.0;
 const PEERS: u64 = 8;

@@ -3,10 +3,15 @@
 //!
 //! Stages, each a library module usable on its own:
 //! [`peers`] (agent streams) → [`merge`] (time order) → [`l7`] (HTTP, [`traceparent`],
-//! [`privacy`]) → the relay's ring and Observer server.
+//! [`privacy`]) → a sink (the relay's ring and Observer server); [`pipeline`] runs them all.
 
 pub mod l7;
 pub mod merge;
 pub mod peers;
+pub mod pipeline;
 pub mod privacy;
 pub mod traceparent;
+
+pub mod metrics;
+#[cfg(test)]
+mod test_agent;

@@ -1,109 +1,5 @@
 use super::*;
-use std::pin::Pin;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
-use webb_proto::Timestamp;
-use webb_proto::flow::Flow;
-use webb_proto::observer::observer_server::{Observer, ObserverServer};
-use webb_proto::observer::*;
-
-type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
-
-/// A real gRPC Observer on loopback that streams `count` flows of `node` and then stays open;
-/// it reports the options of every GetFlows request it gets.
-#[derive(Clone)]
-struct Agent {
-    node: String,
-    count: usize,
-    requests: mpsc::UnboundedSender<GetFlowsRequest>,
-    /// Set to true to end every stream (the agent shutting down).
-    stopping: tokio::sync::watch::Receiver<bool>,
-}
-
-#[tonic::async_trait]
-impl Observer for Agent {
-    type GetFlowsStream = BoxStream<GetFlowsResponse>;
-    type GetAgentEventsStream = BoxStream<GetAgentEventsResponse>;
-    type GetDebugEventsStream = BoxStream<GetDebugEventsResponse>;
-
-    async fn get_flows(
-        &self,
-        request: Request<GetFlowsRequest>,
-    ) -> Result<Response<Self::GetFlowsStream>, Status> {
-        let _ = self.requests.send(request.into_inner());
-        let (tx, rx) = mpsc::channel(16);
-        let (node, count) = (self.node.clone(), self.count);
-        let mut stopping = self.stopping.clone();
-        tokio::spawn(async move {
-            for i in 0..count {
-                let time = Some(Timestamp::from_unix_nanos(1_000 + i as u64));
-                let flow = Flow {
-                    time,
-                    node_name: node.clone(),
-                    ..Default::default()
-                };
-                let resp = GetFlowsResponse {
-                    node_name: node.clone(),
-                    time,
-                    response_types: Some(get_flows_response::ResponseTypes::Flow(flow)),
-                };
-                if tx.send(Ok(resp)).await.is_err() {
-                    return;
-                }
-            }
-            tokio::select! {
-                _ = tx.closed() => {}
-                _ = stopping.wait_for(|s| *s) => {}
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-    async fn get_agent_events(
-        &self,
-        _: Request<GetAgentEventsRequest>,
-    ) -> Result<Response<Self::GetAgentEventsStream>, Status> {
-        Err(Status::unimplemented("test agent"))
-    }
-    async fn get_debug_events(
-        &self,
-        _: Request<GetDebugEventsRequest>,
-    ) -> Result<Response<Self::GetDebugEventsStream>, Status> {
-        Err(Status::unimplemented("test agent"))
-    }
-    async fn get_nodes(
-        &self,
-        _: Request<GetNodesRequest>,
-    ) -> Result<Response<GetNodesResponse>, Status> {
-        Err(Status::unimplemented("test agent"))
-    }
-    async fn get_namespaces(
-        &self,
-        _: Request<GetNamespacesRequest>,
-    ) -> Result<Response<GetNamespacesResponse>, Status> {
-        Err(Status::unimplemented("test agent"))
-    }
-    async fn server_status(
-        &self,
-        _: Request<ServerStatusRequest>,
-    ) -> Result<Response<ServerStatusResponse>, Status> {
-        Err(Status::unimplemented("test agent"))
-    }
-}
-
-/// Serves `agent` on `listener` until the returned sender is dropped or fired.
-fn serve(agent: Agent, listener: tokio::net::TcpListener) -> tokio::sync::oneshot::Sender<()> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let _ = tonic::transport::Server::builder()
-            .add_service(ObserverServer::new(agent))
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    stop
-}
+use crate::test_agent::{Agent, numbered_flows, serve};
 
 async fn next_status(rx: &mut mpsc::Receiver<NodeStatusEvent>) -> NodeStatusEvent {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
@@ -177,7 +73,7 @@ async fn the_pool_follows_an_agent_with_the_payload_option_and_reports_its_state
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let agent = Agent {
         node: "vn1".into(),
-        count: 5,
+        flows: numbered_flows("vn1", 5),
         requests: req_tx,
         stopping,
     };
@@ -248,7 +144,7 @@ async fn a_full_merge_queue_drops_and_counts_instead_of_waiting() {
     let _stop = serve(
         Agent {
             node: "vn2".into(),
-            count: 50,
+            flows: numbered_flows("vn2", 50),
             requests: req_tx,
             stopping,
         },

@@ -16,6 +16,9 @@ pub struct BenchArgs {
     /// Criterion measurement time per benchmark, in seconds.
     #[arg(long, default_value_t = 3)]
     pub measurement: u64,
+    /// Only these packages' benches (repeatable), e.g. `-p flow-filter`; all packages by default.
+    #[arg(short, long = "package")]
+    pub packages: Vec<String>,
     /// Only benchmarks whose name matches this (criterion's filter, a regex).
     pub filter: Option<String>,
 }
@@ -30,15 +33,40 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
         cargo_tools: false,
     })?;
 
-    let targets = bench_targets()?;
+    let targets = bench_targets(&args.packages)?;
     if targets.is_empty() {
-        bail!("the workspace has no criterion benches (`benches/` of any member)");
+        bail!(
+            "no criterion benches in {} (`[[bench]]` targets)",
+            if args.packages.is_empty() {
+                "the workspace".to_string()
+            } else {
+                args.packages.join(", ")
+            }
+        );
     }
-    println!("bench targets: {}", targets.join(", "));
+    let listed: Vec<String> = targets
+        .iter()
+        .map(|t| format!("{}/{}", t.package, t.name))
+        .collect();
+    println!("bench targets: {}", listed.join(", "));
 
     let mut bench = cmd::cargo();
-    // `--benches` keeps libtest harnesses (which reject criterion's flags) out of the run.
-    bench.args(["bench", "--workspace", "--benches", "--"]);
+    bench.arg("bench");
+    if args.packages.is_empty() {
+        bench.arg("--workspace");
+    }
+    for package in &args.packages {
+        bench.args(["--package", package]);
+    }
+    // Name the bench targets: `--benches` would also run libraries' libtest harnesses in bench
+    // mode, which reject criterion's flags.
+    let mut names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        bench.args(["--bench", name]);
+    }
+    bench.arg("--");
     bench.args(["--warm-up-time", &args.warm_up.to_string()]);
     bench.args(["--measurement-time", &args.measurement.to_string()]);
     if let Some(filter) = &args.filter {
@@ -75,21 +103,28 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
     Ok(ok)
 }
 
-/// `package/bench` for every bench target of every workspace member.
-fn bench_targets() -> Result<Vec<String>> {
+struct BenchTarget {
+    package: String,
+    name: String,
+}
+
+/// Every bench target of the workspace members (or of `only`).
+fn bench_targets(only: &[String]) -> Result<Vec<BenchTarget>> {
     let metadata = cmd::cargo_metadata()?;
     let mut out = Vec::new();
-    for package in metadata["packages"].as_array().into_iter().flatten() {
+    let packages = metadata["packages"].as_array().into_iter().flatten();
+    for package in packages
+        .filter(|p| only.is_empty() || only.iter().any(|name| p["name"].as_str() == Some(name)))
+    {
         for target in package["targets"].as_array().into_iter().flatten() {
             let is_bench = target["kind"]
                 .as_array()
                 .is_some_and(|kinds| kinds.iter().any(|k| k == "bench"));
             if is_bench {
-                out.push(format!(
-                    "{}/{}",
-                    package["name"].as_str().unwrap_or("?"),
-                    target["name"].as_str().unwrap_or("?")
-                ));
+                out.push(BenchTarget {
+                    package: package["name"].as_str().unwrap_or("?").to_string(),
+                    name: target["name"].as_str().unwrap_or("?").to_string(),
+                });
             }
         }
     }

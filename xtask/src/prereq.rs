@@ -134,15 +134,20 @@ pub fn ensure(needs: Needs) -> Result<usize> {
     let root_dir = cmd::root();
     let is_root = effective_uid()? == 0;
     let mut checked = 0;
+    // Everything that cannot be fixed here, reported together so one read tells all to do.
+    let mut problems = Vec::new();
 
     if needs.root {
         checked += 1;
-        if !is_root {
-            bail!(
+        if is_root {
+            println!("  ok    running as root");
+        } else {
+            println!("  MISS  root");
+            problems.push(
                 "must run as root (network namespaces, eBPF): sudo -E env PATH=\"$PATH\" cargo xtask …"
+                    .to_string(),
             );
         }
-        println!("  ok    running as root");
     }
 
     let wanted: Vec<&Prereq> = PREREQS
@@ -167,21 +172,34 @@ pub fn ensure(needs: Needs) -> Result<usize> {
             missing.push(*p);
         }
     }
-    if !missing.is_empty() {
-        install_packages(&missing, is_root)?;
+    if !missing.is_empty()
+        && let Err(err) = install_packages(&missing, is_root)
+    {
+        problems.push(format!("{err:#}"));
     }
 
     if needs.kernel_fs {
-        checked += 2;
-        ensure_mount("tracefs", "nodev", "/sys/kernel/tracing", is_root)?;
-        ensure_mount("bpf", "bpf", "/sys/fs/bpf", is_root)?;
+        for (fstype, source, target) in [
+            ("tracefs", "nodev", "/sys/kernel/tracing"),
+            ("bpf", "bpf", "/sys/fs/bpf"),
+        ] {
+            checked += 1;
+            if let Err(err) = ensure_mount(fstype, source, target, is_root) {
+                problems.push(format!("{err:#}"));
+            }
+        }
     }
 
     if needs.cargo_tools {
         for tool in CARGO_TOOLS {
             checked += 1;
-            ensure_cargo_tool(tool)?;
+            if let Err(err) = ensure_cargo_tool(tool) {
+                problems.push(format!("{err:#}"));
+            }
         }
+    }
+    if !problems.is_empty() {
+        bail!("prerequisites missing:\n  - {}", problems.join("\n  - "));
     }
     Ok(checked)
 }
@@ -307,6 +325,21 @@ fn is_debian_like() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_root_missing_packages_fail_with_the_exact_apt_get_command() {
+        let missing: Vec<&Prereq> = PREREQS
+            .iter()
+            .filter(|p| ["clang", "libbpf-dev"].contains(&p.package))
+            .collect();
+        let err = install_packages(&missing, false).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends clang libbpf-dev"
+            ),
+            "{err}"
+        );
+    }
 
     #[test]
     fn effective_uid_is_the_second_number_of_the_uid_line() {

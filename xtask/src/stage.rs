@@ -149,9 +149,10 @@ impl Runner {
         let stages_failed = stages_failed + not_run;
         let checks_failed = checks.failed + not_run as u64;
         println!(
-            "{}: {} stages, {stages_passed} passed, {stages_failed} failed, in {}",
+            "{}: {} stage{}, {stages_passed} passed, {stages_failed} failed, in {}",
             self.title,
             self.planned,
+            if self.planned == 1 { "" } else { "s" },
             fmt_duration(total)
         );
         // Final line: every test, every fuzz target and every other stage is one check.

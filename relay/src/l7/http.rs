@@ -971,10 +971,12 @@ impl FlowIds {
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&self.prefix.to_be_bytes());
         b[8..].copy_from_slice(&self.seq.to_be_bytes());
+        let mut buf = uuid::Uuid::encode_buffer();
         uuid::Builder::from_custom_bytes(b)
             .into_uuid()
             .hyphenated()
-            .to_string()
+            .encode_lower(&mut buf)
+            .to_owned()
     }
 }
 

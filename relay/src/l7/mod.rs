@@ -66,3 +66,95 @@ impl L7Stage {
         self.http.expire(now_ns);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webb_proto::Timestamp;
+    use webb_proto::flow::{FlowType, Ip, Layer4, Tcp, Verdict, layer4};
+    use webb_proto::webb_v1::{CapturedPayload, FlowExtras, KernelDropReason};
+    use webb_proto::wkt::Any;
+
+    fn packet(extras: Option<FlowExtras>) -> Flow {
+        let mut f = Flow {
+            time: Some(Timestamp::from_unix_nanos(1_000)),
+            verdict: Verdict::Forwarded as i32,
+            r#type: FlowType::L3L4 as i32,
+            ip: Some(Ip {
+                source: "198.18.0.1".into(),
+                destination: "198.18.0.2".into(),
+                ..Default::default()
+            }),
+            l4: Some(Layer4 {
+                protocol: Some(layer4::Protocol::Tcp(Tcp {
+                    source_port: 40000,
+                    destination_port: 80,
+                    flags: None,
+                })),
+            }),
+            summary: "TCP Flags: ACK, PSH".into(),
+            ..Default::default()
+        };
+        extras::attach(&mut f, extras.as_ref());
+        f
+    }
+
+    fn with_payload(kernel_drop: Option<KernelDropReason>) -> FlowExtras {
+        FlowExtras {
+            payload: Some(CapturedPayload {
+                data: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+                ..Default::default()
+            }),
+            kernel_drop,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_packet_flow_comes_first_without_payload_then_its_l7_flows() {
+        let mut stage = L7Stage::new(HttpConfig::default());
+        let mut out = Vec::new();
+        stage.process(packet(Some(with_payload(None))), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].summary, "TCP Flags: ACK, PSH");
+        assert!(out[0].extensions.is_none());
+        assert_eq!(out[1].r#type, FlowType::L7 as i32);
+    }
+
+    #[test]
+    fn other_extras_survive_payload_stripping() {
+        let mut stage = L7Stage::new(HttpConfig::default());
+        let mut out = Vec::new();
+        let drop = KernelDropReason {
+            name: "SKB_DROP_REASON_NO_SOCKET".into(),
+            ..Default::default()
+        };
+        stage.process(packet(Some(with_payload(Some(drop.clone())))), &mut out);
+        let left = extras::unpack(&out[0]).unwrap().unwrap();
+        assert_eq!(left.payload, None);
+        assert_eq!(left.kernel_drop, Some(drop));
+    }
+
+    #[test]
+    fn flows_without_extras_pass_unchanged() {
+        let mut stage = L7Stage::new(HttpConfig::default());
+        let mut out = Vec::new();
+        let f = packet(None);
+        stage.process(f.clone(), &mut out);
+        assert_eq!(out, [f]);
+    }
+
+    #[test]
+    fn undecodable_extras_are_counted_and_removed() {
+        let mut stage = L7Stage::new(HttpConfig::default());
+        let mut out = Vec::new();
+        let mut f = packet(None);
+        f.extensions = Some(Any {
+            type_url: extras::type_url(),
+            value: vec![0xff, 0xff],
+        });
+        stage.process(f, &mut out);
+        assert_eq!(stage.stats().bad_extras, 1);
+        assert!(out[0].extensions.is_none());
+    }
+}

@@ -1,37 +1,64 @@
-//! The node's Observer API answers like Hubble's node server: a real gRPC server on loopback
-//! (and on a unix socket), fed with decoded flows through the same ring the agent uses.
+//! The Observer API answers like Hubble's node server (and, with a `NodesSource`, like its
+//! relay): a real gRPC server on loopback (and on a unix socket), fed through the flow ring.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flow_agent::decode::FlowRecord;
-use flow_agent::metrics::Metrics;
-use flow_agent::ring::Ring;
-use flow_agent::server::{
-    Observed, ObserverService, PeerInfo, PeerService, Services, VERSION_HEADER,
+use flow_observer::{
+    NodeCounts, NodesSource, Observed, ObserverMetrics, ObserverService, PeerInfo, PeerService,
+    Ring, Services, VersionHeader, stage,
 };
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
 use webb_proto::Timestamp;
-use webb_proto::flow::{Endpoint, FlowFilter, LostEventSource};
+use webb_proto::flow::{Endpoint, Flow, FlowFilter, LostEvent, LostEventSource};
 use webb_proto::health::pb::health_check_response::ServingStatus;
 use webb_proto::health::pb::{HealthCheckRequest, health_client::HealthClient};
 use webb_proto::observer::get_flows_response::ResponseTypes;
 use webb_proto::observer::observer_client::ObserverClient;
 use webb_proto::observer::{
-    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNodesRequest, ServerStatusRequest,
+    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNodesRequest, Node,
+    ServerStatusRequest,
 };
 use webb_proto::peer::peer_client::PeerClient;
 use webb_proto::peer::{ChangeNotificationType, NotifyRequest};
+use webb_proto::relay::{NodeState, NodeStatusEvent};
 use webb_proto::webb_v1::{CapturedPayload, FlowExtras, FlowsRequestOptions};
 
 const BASE_NS: u64 = 1_790_000_000_000_000_000;
 const STEP_NS: u64 = 1_000_000_000;
 
+/// Losses counted by stage, as a server's metrics would export them.
+#[derive(Debug, Default)]
+struct LossCounts(Mutex<HashMap<String, u64>>);
+
+impl ObserverMetrics for LossCounts {
+    fn lost(&self, stage: &str, count: u64) {
+        *self.0.lock().unwrap().entry(stage.into()).or_default() += count;
+    }
+}
+
+impl LossCounts {
+    fn get(&self, stage: &str) -> u64 {
+        self.0.lock().unwrap().get(stage).copied().unwrap_or(0)
+    }
+}
+
+/// A flow and its extras as a server stores them.
+struct Record {
+    flow: Flow,
+    extras: Option<FlowExtras>,
+}
+
+fn push(state: &Observed, r: Record) {
+    state.push_flow(&r.flow, r.extras.as_ref());
+}
+
 /// Flow `i`: one second after flow `i-1`, from pod `pod-{i}` in namespace `ns-{i % 3}`.
-fn record(i: u64) -> FlowRecord {
-    let flow = webb_proto::flow::Flow {
+fn record(i: u64) -> Record {
+    let flow = Flow {
         time: Some(Timestamp::from_unix_nanos(BASE_NS + i * STEP_NS)),
         uuid: format!("uuid-{i}"),
         node_name: "vn1".into(),
@@ -45,7 +72,7 @@ fn record(i: u64) -> FlowRecord {
         }),
         ..Default::default()
     };
-    FlowRecord {
+    Record {
         flow,
         extras: Some(FlowExtras {
             payload: Some(CapturedPayload {
@@ -59,21 +86,32 @@ fn record(i: u64) -> FlowRecord {
 
 struct Server {
     state: Arc<Observed>,
+    losses: Arc<LossCounts>,
     client: ObserverClient<Channel>,
     channel: Channel,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn start(capacity: usize, flows: u64) -> Server {
+    start_with(capacity, flows, |o| o).await
+}
+
+/// A server whose Observer is configured by `configure` (a relay's, for instance).
+async fn start_with(
+    capacity: usize,
+    flows: u64,
+    configure: impl FnOnce(ObserverService) -> ObserverService,
+) -> Server {
     let ring = Arc::new(Ring::new(capacity).unwrap());
-    let state = Arc::new(Observed::new("vn1", ring, Arc::new(Metrics::new("vn1"))));
+    let losses = Arc::new(LossCounts::default());
+    let state = Arc::new(Observed::new("vn1", ring, losses.clone()));
     for i in 0..flows {
-        state.push_flow(record(i));
+        push(&state, record(i));
     }
     state.flush();
-    let services = Services {
-        observer: ObserverService::new(state.clone()),
-        peer: PeerService::new(vec![
+    let services = Services::node(
+        configure(ObserverService::new(state.clone())),
+        PeerService::new(vec![
             PeerInfo {
                 name: "vn1".into(),
                 address: "198.18.0.1".into(),
@@ -83,7 +121,8 @@ async fn start(capacity: usize, flows: u64) -> Server {
                 address: "198.18.0.2".into(),
             },
         ]),
-    };
+    )
+    .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -102,6 +141,7 @@ async fn start(capacity: usize, flows: u64) -> Server {
         .unwrap();
     Server {
         state,
+        losses,
         client: ObserverClient::new(channel.clone()),
         channel,
         _shutdown: tx,
@@ -266,7 +306,7 @@ async fn follow_without_number_streams_only_new_flows_and_with_number_the_last_n
     // Give both server tasks time to position their readers before the new flows arrive.
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 10..13 {
-        s.state.push_flow(record(i));
+        push(&s.state, record(i));
     }
     s.state.flush();
     let mut got = vec![];
@@ -308,7 +348,7 @@ async fn a_follower_that_falls_behind_gets_a_hubble_ring_lost_event_and_continue
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Far more than the stream's buffers hold while the client reads nothing.
     for i in 0..20_000 {
-        s.state.push_flow(record(i));
+        push(&s.state, record(i));
         if i % 100 == 0 {
             s.state.flush();
             tokio::task::yield_now().await;
@@ -341,6 +381,10 @@ async fn a_follower_that_falls_behind_gets_a_hubble_ring_lost_event_and_continue
         }
     }
     assert!(lost > 0, "the slow reader was told it lost flows");
+    assert!(
+        s.losses.get(stage::HUBBLE_RING_READER) >= lost,
+        "and the loss was counted by stage"
+    );
     assert_eq!(
         last_seen,
         Some(19_999),
@@ -445,7 +489,11 @@ async fn server_status_reports_ring_and_counters_with_the_version_header() {
         .server_status(ServerStatusRequest {})
         .await
         .unwrap();
-    assert!(resp.metadata().get(VERSION_HEADER).is_some());
+    assert_eq!(
+        resp.metadata().get("hubble-server-version").unwrap(),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(resp.metadata().get("hubble-relay-version").is_none());
     let st = resp.into_inner();
     assert_eq!(st.num_flows, 15);
     assert_eq!(st.max_flows, 15);
@@ -463,7 +511,7 @@ async fn flows_rate_is_flows_per_second_over_the_last_minute() {
     for (i, age_s) in std::iter::once(120).chain((0..30).rev()).enumerate() {
         let mut r = record(i as u64);
         r.flow.time = Some(Timestamp::from_unix_nanos(now_ns - age_s * STEP_NS));
-        s.state.push_flow(r);
+        push(&s.state, r);
     }
     let rate = s.state.flows_rate(now);
     assert!((rate - 0.5).abs() < 1e-9, "{rate}");
@@ -530,15 +578,12 @@ async fn peer_notify_announces_every_known_node_as_added() {
 #[tokio::test]
 async fn the_same_api_is_served_on_a_unix_socket() {
     let ring = Arc::new(Ring::new(15).unwrap());
-    let state = Arc::new(Observed::new("vn1", ring, Arc::new(Metrics::new("vn1"))));
+    let state = Arc::new(Observed::new("vn1", ring, Arc::new(())));
     for i in 0..4 {
-        state.push_flow(record(i));
+        push(&state, record(i));
     }
     state.flush();
-    let services = Services {
-        observer: ObserverService::new(state),
-        peer: PeerService::new(vec![]),
-    };
+    let services = Services::node(ObserverService::new(state), PeerService::new(vec![])).await;
     let dir = std::env::temp_dir().join(format!("webb-sock-{}", std::process::id()));
     let path = dir.join("vn1.sock");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -579,4 +624,197 @@ async fn the_same_api_is_served_on_a_unix_socket() {
     server.await.unwrap().unwrap();
     assert!(!path.exists(), "the socket file is removed on shutdown");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn lost_events_and_node_status_in_the_ring_reach_every_reader_unfiltered_and_uncounted() {
+    let mut s = start(63, 2).await;
+    s.state.push_lost(LostEvent {
+        source: LostEventSource::PerfEventRingBuffer as i32,
+        num_events_lost: 5,
+        ..Default::default()
+    });
+    s.state.push_lost_from(
+        "vn2",
+        LostEvent {
+            source: LostEventSource::HubbleRingBuffer as i32,
+            num_events_lost: 7,
+            ..Default::default()
+        },
+    );
+    s.state.push_node_status(NodeStatusEvent {
+        state_change: NodeState::NodeUnavailable as i32,
+        node_names: vec!["vn3".into()],
+        message: String::new(),
+    });
+    push(&s.state, record(2));
+    s.state.flush();
+    let rs = collect(
+        &mut s.client,
+        GetFlowsRequest {
+            first: true,
+            number: 3,
+            // Matches no flow: what is left is never filtered.
+            whitelist: vec![FlowFilter {
+                source_pod: vec!["nowhere/".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+    .await;
+    let kinds: Vec<String> = rs
+        .iter()
+        .map(|r| match &r.response_types {
+            Some(ResponseTypes::LostEvents(l)) => {
+                format!("lost {} {}", r.node_name, l.num_events_lost)
+            }
+            Some(ResponseTypes::NodeStatus(n)) => {
+                format!("status {} {:?}", r.node_name, n.node_names)
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["lost vn1 5", "lost vn2 7", r#"status vn1 ["vn3"]"#]);
+}
+
+/// The nodes a relay knows, fixed for the test.
+#[derive(Debug)]
+struct FixedNodes;
+
+#[tonic::async_trait]
+impl NodesSource for FixedNodes {
+    async fn nodes(&self) -> Result<Vec<Node>, tonic::Status> {
+        Ok(vec![Node {
+            name: "vn1".into(),
+            version: "0.1.0".into(),
+            ..Default::default()
+        }])
+    }
+
+    fn counts(&self) -> NodeCounts {
+        NodeCounts {
+            connected: 1,
+            unavailable: 1,
+            unavailable_names: vec!["vn2".into()],
+        }
+    }
+
+    fn stream_preamble(&self) -> Vec<NodeStatusEvent> {
+        vec![NodeStatusEvent {
+            state_change: NodeState::NodeConnected as i32,
+            node_names: vec!["vn1".into()],
+            message: String::new(),
+        }]
+    }
+}
+
+#[tokio::test]
+async fn a_relay_configures_version_header_nodes_and_status_preamble() {
+    let mut s = start_with(15, 3, |o| {
+        o.with_version("1.2.3")
+            .with_version_header(VersionHeader::Relay)
+            .with_nodes(Arc::new(FixedNodes))
+    })
+    .await;
+    let resp = s
+        .client
+        .server_status(ServerStatusRequest {})
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.metadata().get("hubble-relay-version").unwrap(),
+        "1.2.3"
+    );
+    assert!(resp.metadata().get("hubble-server-version").is_none());
+    let st = resp.into_inner();
+    assert_eq!(st.version, "1.2.3");
+    assert_eq!(st.num_flows, 3);
+    assert_eq!(st.num_connected_nodes, Some(1u32.into()));
+    assert_eq!(st.num_unavailable_nodes, Some(1u32.into()));
+    assert_eq!(st.unavailable_nodes, ["vn2"]);
+
+    let nodes = s.client.get_nodes(GetNodesRequest {}).await.unwrap();
+    assert_eq!(nodes.into_inner().nodes[0].name, "vn1");
+
+    let rs = collect(
+        &mut s.client,
+        GetFlowsRequest {
+            number: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let Some(ResponseTypes::NodeStatus(first)) = &rs[0].response_types else {
+        panic!("node status first, got {:?}", rs[0])
+    };
+    assert_eq!(first.state_change, NodeState::NodeConnected as i32);
+    assert_eq!(
+        uuids(&rs),
+        ids([2]),
+        "the preamble does not count against number"
+    );
+}
+
+#[tokio::test]
+async fn health_follows_what_the_server_sets() {
+    let ring = Arc::new(Ring::new(15).unwrap());
+    let state = Arc::new(Observed::new("relay", ring, Arc::new(())));
+    let health = flow_observer::Health::new(false).await;
+    let services = Services {
+        observer: ObserverService::new(state),
+        peer: None,
+        health: health.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        services
+            .serve_tcp(listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let client = HealthClient::new(channel.clone());
+    let check = |service: &'static str| {
+        let mut c = client.clone();
+        async move {
+            c.check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+        }
+    };
+    assert_eq!(
+        check("hubble.server.Observer").await,
+        ServingStatus::NotServing as i32
+    );
+    health.set_serving(true).await;
+    for service in ["", "hubble.server.Observer"] {
+        assert_eq!(
+            check(service).await,
+            ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+    let err = PeerClient::new(channel)
+        .notify(NotifyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::Unimplemented,
+        "no peer service without one"
+    );
+    let _ = tx.send(());
 }
