@@ -167,26 +167,12 @@ pub struct FlowRecord {
 impl FlowRecord {
     /// The flow as a client with `options` should receive it.
     pub fn flow_for(&self, include_extras: bool, include_payload: bool) -> Flow {
-        let mut flow = self.flow.clone();
-        if let Some(extras) = &self.extras {
-            if include_payload && include_extras {
-                webb_proto::extras::attach(&mut flow, Some(extras));
-            } else if include_extras || include_payload {
-                let mut e = extras.clone();
-                if !include_payload {
-                    e.payload = None;
-                }
-                if !include_extras {
-                    e.kernel_drop = None;
-                    e.default_deny = None;
-                    e.loss.clear();
-                }
-                if e != FlowExtras::default() {
-                    webb_proto::extras::attach(&mut flow, Some(&e));
-                }
-            }
-        }
-        flow
+        flow_observer::flow_for(
+            &self.flow,
+            self.extras.as_ref(),
+            include_extras,
+            include_payload,
+        )
     }
 }
 

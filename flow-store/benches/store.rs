@@ -234,11 +234,11 @@ fn summary() {
     run("last hour of one pod", &last_hour, 20, 100.0);
     run("24h service map", &service_map, 5, 1000.0);
     println!(
-        "profile: {} (cargo bench uses `release`; `--profile dev` builds deps at opt-level 1 and this crate at 0)",
+        "build: {} (`cargo bench` is release; `--profile dev` builds deps at opt-level 1)",
         if cfg!(debug_assertions) {
-            "dev"
+            "debug assertions on"
         } else {
-            "release"
+            "debug assertions off"
         }
     );
 }

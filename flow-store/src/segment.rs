@@ -14,7 +14,6 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
-use arrow::compute::{SortColumn, SortOptions};
 use chrono::{DateTime, Datelike, Timelike};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -117,45 +116,22 @@ pub(crate) fn time_range(batches: &[RecordBatch]) -> Option<(i64, i64)> {
     range
 }
 
-/// Encodes flow batches as one Parquet file the way the store writes its files: rows ordered
-/// by source endpoint, then time, so that the endpoint's columns (pod, labels, identity,
-/// workload, ...) become long runs, which roughly halves their size; time pruning works per
-/// file and the page statistics of the endpoint columns get narrow.
+/// Encodes flow batches as one Parquet file the way the store writes its files, rows in the
+/// order given (arrival order, nearly time order: keeps `time` delta-encoded in a byte or two
+/// and the sequential uuids small; sorting by endpoint was measured to double the size).
 pub fn write_parquet<W: std::io::Write + Send>(
     batches: &[RecordBatch],
     out: W,
     props: WriterProperties,
 ) -> Result<W, parquet::errors::ParquetError> {
-    encode(batches, out, props, true)
-}
-
-fn encode<W: std::io::Write + Send>(
-    batches: &[RecordBatch],
-    out: W,
-    props: WriterProperties,
-    sort: bool,
-) -> Result<W, parquet::errors::ParquetError> {
-    let schema = flow_schema();
-    let mut w = ArrowWriter::try_new(out, schema.clone(), Some(props))?;
-    if sort && batches.iter().map(|b| b.num_rows()).sum::<usize>() > 1 {
-        let all = arrow::compute::concat_batches(&schema, batches)?;
-        let key = |name: &str| SortColumn {
-            values: all.column(schema.index_of(name).unwrap_or(0)).clone(),
-            options: Some(SortOptions::default()),
-        };
-        let order = arrow::compute::lexsort_to_indices(&[key("source_id"), key(TIME)], None)?;
-        w.write(&arrow::compute::take_record_batch(&all, &order)?)?;
-    } else {
-        for b in batches {
-            w.write(b)?;
-        }
+    let mut w = ArrowWriter::try_new(out, flow_schema(), Some(props))?;
+    for b in batches {
+        w.write(b)?;
     }
     w.into_inner()
 }
 
-/// Writes `batches` as one file of partition `hour` named after `seq_lo..=seq_hi`, atomically;
-/// `sort` orders the rows as [`write_parquet`] does (compaction keeps its inputs' order).
-#[allow(clippy::too_many_arguments)]
+/// Writes `batches` as one file of partition `hour` named after `seq_lo..=seq_hi`, atomically.
 pub(crate) fn write(
     root: &Path,
     hour: i64,
@@ -163,7 +139,6 @@ pub(crate) fn write(
     seq_hi: u64,
     batches: &[RecordBatch],
     props: WriterProperties,
-    sort: bool,
 ) -> std::io::Result<Segment> {
     let dir = partition_dir(root, hour);
     fs::create_dir_all(&dir)?;
@@ -172,7 +147,7 @@ pub(crate) fn write(
     let path = dir.join(&name);
     let result = (|| {
         let file = File::create(&tmp)?;
-        let file = encode(batches, file, props, sort)?;
+        let file = write_parquet(batches, file, props)?;
         file.sync_all()?;
         Ok::<u64, parquet::errors::ParquetError>(batches.iter().map(|b| b.num_rows() as u64).sum())
     })();

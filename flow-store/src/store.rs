@@ -411,7 +411,7 @@ impl Writer {
             let seq = self.next_seq;
             self.next_seq += 1;
             let props = cfg.writer_properties();
-            match segment::write(&cfg.dir, hour, seq, seq, &batches, props, true) {
+            match segment::write(&cfg.dir, hour, seq, seq, &batches, props) {
                 Ok(s) => written.push(s),
                 Err(e) => {
                     let lost: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -500,7 +500,7 @@ impl Writer {
         let lo = run.iter().map(|s| s.seq_lo).min().unwrap_or_default();
         let hi = run.iter().map(|s| s.seq_hi).max().unwrap_or_default();
         let props = cfg.writer_properties();
-        let merged = segment::write(&cfg.dir, hour, lo, hi, &batches, props, false)
+        let merged = segment::write(&cfg.dir, hour, lo, hi, &batches, props)
             .map_err(|e| StoreError::Write(e.to_string()))?;
         {
             let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());

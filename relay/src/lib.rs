@@ -3,13 +3,15 @@
 //!
 //! Stages, each a library module usable on its own:
 //! [`peers`] (agent streams) → [`merge`] (time order) → [`l7`] (HTTP, [`traceparent`],
-//! [`privacy`]) → a sink (the relay's ring and Observer server); [`pipeline`] runs them all.
+//! [`privacy`]) → a sink; [`pipeline`] runs them all, and [`server`] puts the result in the relay's
+//! ring behind Hubble's Observer API.
 
 pub mod l7;
 pub mod merge;
 pub mod peers;
 pub mod pipeline;
 pub mod privacy;
+pub mod server;
 pub mod traceparent;
 
 pub mod metrics;

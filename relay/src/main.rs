@@ -1,20 +1,14 @@
-//! `webb-relay`: follows every agent's flows, merges them and adds L7 HTTP flows.
-//!
-//! The Observer server (`:4245`) and the relay ring join once the shared ring/server crate is
-//! extracted from the agent; until then `--print-json` writes the processed stream as
-//! `hubble observe -o json` lines, which is also how the pipeline is checked by hand.
-
-use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! `webb-relay`: follows every agent's flows, merges them, adds L7 HTTP flows, keeps them in
+//! its own ring and serves Hubble's Observer API on `--listen` (what `hubble observe --server`
+//! talks to).
 
 use anyhow::Context;
 use clap::Parser;
 use relay::l7::HttpConfig;
 use relay::peers::PoolConfig;
-use relay::pipeline::{Pipeline, PipelineConfig};
+use relay::pipeline::PipelineConfig;
 use relay::privacy::{DEFAULT_REDACTED_HEADERS, Redaction};
-use tokio::sync::mpsc;
+use relay::server::{RelayConfig, RelayServer};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -22,6 +16,16 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "webb-relay", version, about)]
 struct Args {
+    /// Address of the Observer API (Hubble's relay port).
+    #[arg(long, default_value = "0.0.0.0:4245")]
+    listen: String,
+    /// Name of this relay (its own lost events, status).
+    #[arg(long, default_value = "webb-relay")]
+    node_name: String,
+    /// Flows kept in the relay's ring (2^n−1, at most 65535). The relay holds the whole
+    /// cluster's recent flows, so it defaults to the largest ring rather than a node's 4095.
+    #[arg(long, default_value_t = flow_observer::MAX_CAPACITY, value_parser = ring_capacity)]
+    ring_capacity: usize,
     /// Agents to follow, `host:port` (port 4244 when left out).
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
@@ -43,9 +47,11 @@ struct Args {
     /// HTTP connections tracked at once.
     #[arg(long, default_value_t = 65536)]
     max_connections: usize,
-    /// Write every processed response to stdout as a protojson line (debugging).
-    #[arg(long)]
-    print_json: bool,
+}
+
+fn ring_capacity(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    flow_observer::ring::validate_capacity(n).map_err(|e| e.to_string())
 }
 
 #[tokio::main]
@@ -61,57 +67,41 @@ async fn main() -> anyhow::Result<()> {
     if args.peers.is_empty() && args.notify.is_empty() {
         anyhow::bail!("nothing to follow: give --peers host:port,… and/or --notify host:port");
     }
-    let config = PipelineConfig {
-        pool: PoolConfig {
-            peers: args.peers,
-            notify: args.notify,
-            ..Default::default()
-        },
-        http: HttpConfig {
-            max_head_bytes: args.max_head_bytes,
-            max_connections: args.max_connections,
-            redaction: Redaction {
-                redact_headers: args.redact_header,
-                allow_headers: args.allow_header,
-                redact_query: args.redact_query,
+    let config = RelayConfig {
+        pipeline: PipelineConfig {
+            pool: PoolConfig {
+                peers: args.peers,
+                notify: args.notify,
+                ..Default::default()
+            },
+            http: HttpConfig {
+                max_head_bytes: args.max_head_bytes,
+                max_connections: args.max_connections,
+                redaction: Redaction {
+                    redact_headers: args.redact_header,
+                    allow_headers: args.allow_header,
+                    redact_query: args.redact_query,
+                },
+                ..Default::default()
             },
             ..Default::default()
         },
+        ring_capacity: args.ring_capacity,
+        node_name: args.node_name,
         ..Default::default()
     };
-
-    // The pipeline never waits for stdout: a full queue drops and counts.
-    let (tx, mut rx) = mpsc::channel(8192);
-    let dropped = Arc::new(AtomicU64::new(0));
-    let sink_dropped = dropped.clone();
-    let print = args.print_json;
-    let pipeline = Pipeline::start(config, move |resp| {
-        if print && tx.try_send(resp).is_err() {
-            sink_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
-        while let Some(resp) = rx.blocking_recv() {
-            let line = webb_proto::json::response_to_line(&resp).context("encoding a response")?;
-            writeln!(out, "{line}").context("writing to stdout")?;
-            if rx.is_empty() {
-                out.flush().context("writing to stdout")?;
-            }
-        }
-        Ok(())
-    });
-
-    tokio::signal::ctrl_c()
+    let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
-        .context("waiting for ctrl-c")?;
-    let stats = pipeline.shutdown().await;
-    writer.await.context("stdout writer")??;
-    tracing::info!(
-        ?stats,
-        stdout_dropped = dropped.load(Ordering::Relaxed),
-        "relay stopped"
-    );
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    let server = RelayServer::start(config).await?;
+    tracing::info!(listen = %args.listen, "relay serving");
+    server
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    let losses = server.losses().totals();
+    let stats = server.shutdown().await;
+    tracing::info!(?stats, ?losses, "relay stopped");
     Ok(())
 }

@@ -45,10 +45,10 @@ fn http_counter_and_histogram_carry_the_trace_id_in_openmetrics() {
     assert_eq!(
         line(
             &body,
-            r#"hubble_http_request_duration_seconds_bucket{source_namespace="web",destination_namespace="store",method="GET",reporter="client",le="0.01"}"#
+            r#"hubble_http_request_duration_seconds_bucket{le="0.01",source_namespace="web",destination_namespace="store",method="GET",reporter="client"}"#
         ),
         format!(
-            r#"hubble_http_request_duration_seconds_bucket{{source_namespace="web",destination_namespace="store",method="GET",reporter="client",le="0.01"}} 1 # {{traceID="{TRACE_A}"}} 0.007"#
+            r#"hubble_http_request_duration_seconds_bucket{{le="0.01",source_namespace="web",destination_namespace="store",method="GET",reporter="client"}} 1 # {{traceID="{TRACE_A}"}} 0.007"#
         )
     );
 }

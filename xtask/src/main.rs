@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask test`  — every check CI runs, stage by stage, with times and a summary line.
 //! - `cargo xtask bench` — every criterion benchmark of the workspace, with short timings.
-//! - `cargo xtask demo`  — the live demo network (its network arrives with the demo issue).
+//! - `cargo xtask demo`  — the live demo network: two nodes, the shop's pods, agents, relay, traffic.
 //! - `cargo xtask fuzz`  — the fuzz targets of `fuzz/`, for a bounded time each.
 
 mod bench;
@@ -35,8 +35,9 @@ enum Command {
     Test(test::TestArgs),
     /// Run every criterion benchmark in the workspace with short warm-up and measurement times.
     Bench(bench::BenchArgs),
-    /// Install prerequisites, build the workspace and start the live demo network.
-    Demo,
+    /// Install prerequisites, build, and run the live demo network (agents, relay, traffic,
+    /// `webb tui` or `webb observe -f`), then print a summary and clean up.
+    Demo(demo::DemoArgs),
     /// Fuzz one target (or all) for a bounded time, e.g. `cargo xtask fuzz flow_json --seconds 300`.
     Fuzz(fuzz::FuzzArgs),
 }
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
-        Command::Demo => demo::run(),
+        Command::Demo(args) => demo::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
     };
     match result {

@@ -4,7 +4,6 @@
 //! series live here and are written through its encoders (a custom `Collector`).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -270,14 +269,4 @@ pub(crate) fn encode_gauge_series(
     let set: Vec<(&str, &str)> = labels.to_vec();
     let fe = me.encode_family(&set)?;
     g.encode(fe)
-}
-
-/// Writes the value of a label for debugging output.
-#[allow(dead_code)]
-pub(crate) fn describe(names: &[&str], values: &[CompactString]) -> String {
-    let mut s = String::new();
-    for (n, v) in names.iter().zip(values) {
-        let _ = write!(s, "{n}={v:?} ");
-    }
-    s
 }

@@ -1,0 +1,510 @@
+//! The relay server: the pipeline's output goes into the relay's own ring, which Hubble's
+//! Observer API (flow-observer) serves on `--listen`; GetNodes, node counts and the stream
+//! preamble come from the peer pool; drops of the relay's stages become `LostEvent`s.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use flow_observer::{
+    Health, NodeCounts, NodesSource, Observed, ObserverMetrics, ObserverService, Ring, Services,
+    VersionHeader,
+};
+use tokio::task::JoinHandle;
+use tonic::Status;
+use webb_proto::Timestamp;
+use webb_proto::flow::{LostEvent, LostEventSource};
+use webb_proto::observer::get_flows_response::ResponseTypes;
+use webb_proto::observer::observer_client::ObserverClient;
+use webb_proto::observer::{GetFlowsResponse, Node, ServerStatusRequest};
+use webb_proto::relay::{NodeState, NodeStatusEvent};
+
+use crate::l7::HttpStats;
+use crate::peers::NodeInfo;
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineStats};
+
+/// Loss stages of the relay itself (labels of `webb_lost_events_total{stage,node}`).
+pub mod stage {
+    /// A peer's flows dropped because the queue towards the merge was full (per node).
+    pub const RELAY_QUEUE: &str = "relay_queue";
+    /// HTTP heads skipped by the L7 stage (over the size bound, or never completed): the
+    /// L3/L4 flows went on, their L7 flows are missing.
+    pub const RELAY_L7_HTTP: &str = "relay_l7_http";
+}
+
+/// Hubble's relay lists at most this many unavailable nodes in ServerStatus.
+const MAX_UNAVAILABLE_NAMES: usize = 10;
+/// Followers are woken at least this often while flows arrive (and after every 256 pushes).
+const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+const FLUSH_EVERY: usize = 256;
+/// Time allowed to ask each connected peer for its ServerStatus in GetNodes.
+const PEER_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Settings of a relay server.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub pipeline: PipelineConfig,
+    /// Entries of the relay's ring (2^n−1).
+    pub ring_capacity: usize,
+    /// This relay's name (lost events of its own stages, responses without a node).
+    pub node_name: String,
+    /// Each stage/node's drops are reported as a lost event at most this often.
+    pub loss_interval: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            pipeline: PipelineConfig::default(),
+            ring_capacity: flow_observer::MAX_CAPACITY,
+            node_name: "webb-relay".into(),
+            loss_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Events lost per (stage, node): what the relay reported, for its metrics.
+#[derive(Debug, Default)]
+pub struct LossCounters {
+    node_name: String,
+    totals: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl LossCounters {
+    fn add(&self, stage: &str, node: &str, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let mut t = lock(&self.totals);
+        *t.entry((stage.to_string(), node.to_string())).or_default() += count;
+    }
+
+    /// Every (stage, node, total) so far.
+    pub fn totals(&self) -> Vec<(String, String, u64)> {
+        lock(&self.totals)
+            .iter()
+            .map(|((s, n), c)| (s.clone(), n.clone(), *c))
+            .collect()
+    }
+}
+
+/// The ring readers' losses (a follower too slow for the relay's ring) count as the relay's.
+impl ObserverMetrics for LossCounters {
+    fn lost(&self, stage: &str, count: u64) {
+        self.add(stage, &self.node_name, count);
+    }
+}
+
+/// The single writer of the ring: the pipeline's sink and the loss reporter take turns.
+#[derive(Debug)]
+struct Writer {
+    observed: Arc<Observed>,
+    unflushed: usize,
+    last_flush: Instant,
+}
+
+impl Writer {
+    fn push(&mut self, resp: GetFlowsResponse) {
+        match resp.response_types {
+            Some(ResponseTypes::Flow(flow)) => self.observed.push_flow(&flow, None),
+            Some(ResponseTypes::NodeStatus(ev)) => self.observed.push_node_status(ev),
+            Some(ResponseTypes::LostEvents(ev)) => {
+                self.observed.push_lost_from(&resp.node_name, ev);
+            }
+            // Agent and debug events are not part of the flow stream.
+            _ => return,
+        }
+        self.unflushed += 1;
+        if self.unflushed >= FLUSH_EVERY || self.last_flush.elapsed() >= FLUSH_INTERVAL {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.unflushed > 0 {
+            self.observed.flush();
+            self.unflushed = 0;
+        }
+        self.last_flush = Instant::now();
+    }
+}
+
+type SharedPipeline = Arc<Mutex<Option<Pipeline>>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn pool_nodes(pipeline: &SharedPipeline) -> Vec<NodeInfo> {
+    lock(pipeline)
+        .as_ref()
+        .map(Pipeline::nodes)
+        .unwrap_or_default()
+}
+
+/// GetNodes, node counts and the stream preamble from the peer pool.
+#[derive(Debug)]
+struct PoolNodes {
+    pipeline: SharedPipeline,
+}
+
+fn connected(n: &NodeInfo) -> bool {
+    n.state == NodeState::NodeConnected
+}
+
+#[tonic::async_trait]
+impl NodesSource for PoolNodes {
+    async fn nodes(&self) -> Result<Vec<Node>, Status> {
+        let infos = pool_nodes(&self.pipeline);
+        let asks = infos.into_iter().map(|info| async move {
+            let mut node = Node {
+                name: info.name.clone(),
+                address: info.address.clone(),
+                state: info.state as i32,
+                ..Default::default()
+            };
+            // Like Hubble's relay, the numbers come from each connected peer's own status.
+            if connected(&info)
+                && let Ok(Ok(s)) =
+                    tokio::time::timeout(PEER_STATUS_TIMEOUT, peer_status(&info.address)).await
+            {
+                node.version = s.version;
+                node.uptime_ns = s.uptime_ns;
+                node.num_flows = s.num_flows;
+                node.max_flows = s.max_flows;
+                node.seen_flows = s.seen_flows;
+            }
+            node
+        });
+        Ok(futures::future::join_all(asks).await)
+    }
+
+    fn counts(&self) -> NodeCounts {
+        let mut c = NodeCounts::default();
+        for n in pool_nodes(&self.pipeline) {
+            if connected(&n) {
+                c.connected += 1;
+            } else {
+                c.unavailable += 1;
+                if c.unavailable_names.len() < MAX_UNAVAILABLE_NAMES {
+                    c.unavailable_names.push(n.name);
+                }
+            }
+        }
+        c
+    }
+
+    fn stream_preamble(&self) -> Vec<NodeStatusEvent> {
+        let (up, down): (Vec<NodeInfo>, Vec<NodeInfo>) =
+            pool_nodes(&self.pipeline).into_iter().partition(connected);
+        let mut out = Vec::new();
+        for (state, nodes) in [
+            (NodeState::NodeConnected, up),
+            (NodeState::NodeUnavailable, down),
+        ] {
+            if !nodes.is_empty() {
+                out.push(NodeStatusEvent {
+                    state_change: state as i32,
+                    node_names: nodes.into_iter().map(|n| n.name).collect(),
+                    message: String::new(),
+                });
+            }
+        }
+        out
+    }
+}
+
+async fn peer_status(address: &str) -> anyhow::Result<webb_proto::observer::ServerStatusResponse> {
+    let mut client = ObserverClient::connect(format!("http://{address}")).await?;
+    Ok(client
+        .server_status(ServerStatusRequest {})
+        .await?
+        .into_inner())
+}
+
+/// A running relay: pipeline, ring, Observer/health services and the loss reporter.
+pub struct RelayServer {
+    pipeline: SharedPipeline,
+    services: Services,
+    losses: Arc<LossCounters>,
+    monitor: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RelayServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayServer").finish_non_exhaustive()
+    }
+}
+
+impl RelayServer {
+    /// Starts following the peers (within a tokio runtime); serve with [`RelayServer::serve`].
+    pub async fn start(config: RelayConfig) -> anyhow::Result<Self> {
+        let ring = Ring::new(config.ring_capacity).context("the relay's ring")?;
+        let losses = Arc::new(LossCounters {
+            node_name: config.node_name.clone(),
+            ..Default::default()
+        });
+        let observed = Arc::new(Observed::new(
+            &config.node_name,
+            Arc::new(ring),
+            losses.clone(),
+        ));
+        let writer = Arc::new(Mutex::new(Writer {
+            observed: observed.clone(),
+            unflushed: 0,
+            last_flush: Instant::now(),
+        }));
+        let sink_writer = writer.clone();
+        let pipeline = Pipeline::start(config.pipeline, move |resp| lock(&sink_writer).push(resp));
+        let pipeline: SharedPipeline = Arc::new(Mutex::new(Some(pipeline)));
+        let health = Health::new(false).await;
+        let observer = ObserverService::new(observed)
+            .with_version(format!("webb-relay {}", env!("CARGO_PKG_VERSION")))
+            .with_version_header(VersionHeader::Relay)
+            .with_nodes(Arc::new(PoolNodes {
+                pipeline: pipeline.clone(),
+            }));
+        let monitor = tokio::spawn(monitor(
+            pipeline.clone(),
+            writer,
+            health.clone(),
+            losses.clone(),
+            config.node_name,
+            config.loss_interval,
+        ));
+        Ok(RelayServer {
+            pipeline,
+            services: Services {
+                observer,
+                peer: None,
+                health,
+            },
+            losses,
+            monitor,
+        })
+    }
+
+    /// Serves Observer and health on `listener` until `shutdown` completes.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let addr: Option<SocketAddr> = listener.local_addr().ok();
+        self.services
+            .serve_tcp(listener, shutdown)
+            .await
+            .with_context(|| format!("gRPC server on {addr:?} failed"))
+    }
+
+    /// Every peer and its state.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        pool_nodes(&self.pipeline)
+    }
+
+    /// Events lost per stage and node, as reported.
+    pub fn losses(&self) -> &Arc<LossCounters> {
+        &self.losses
+    }
+
+    /// Stops the peers, drains the pipeline into the ring and stops reporting.
+    pub async fn shutdown(self) -> PipelineStats {
+        self.monitor.abort();
+        let pipeline = lock(&self.pipeline).take();
+        match pipeline {
+            Some(p) => p.shutdown().await,
+            None => PipelineStats::default(),
+        }
+    }
+}
+
+/// Turns the pipeline's cumulative drop counters into what is new since the last report.
+#[derive(Debug, Default)]
+struct LossTracker {
+    queue: BTreeMap<String, u64>,
+    http: u64,
+}
+
+/// Events lost at one stage of one node since the last report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Loss {
+    stage: &'static str,
+    node: String,
+    count: u64,
+}
+
+impl LossTracker {
+    fn new_losses(&mut self, nodes: &[NodeInfo], http: &HttpStats, relay_node: &str) -> Vec<Loss> {
+        let mut out = Vec::new();
+        for n in nodes {
+            let before = self.queue.entry(n.name.clone()).or_default();
+            if n.dropped > *before {
+                out.push(Loss {
+                    stage: stage::RELAY_QUEUE,
+                    node: n.name.clone(),
+                    count: n.dropped - *before,
+                });
+            }
+            *before = n.dropped;
+        }
+        let skipped = http.too_large + http.incomplete;
+        if skipped > self.http {
+            out.push(Loss {
+                stage: stage::RELAY_L7_HTTP,
+                node: relay_node.to_string(),
+                count: skipped - self.http,
+            });
+            self.http = skipped;
+        }
+        out
+    }
+}
+
+impl Loss {
+    fn event(&self, now: Timestamp) -> LostEvent {
+        let source = if self.stage == stage::RELAY_QUEUE {
+            LostEventSource::ObserverEventsQueue
+        } else {
+            LostEventSource::UnknownLostEventSource
+        };
+        LostEvent {
+            source: source as i32,
+            num_events_lost: self.count,
+            cpu: None,
+            first: Some(now),
+            last: Some(now),
+        }
+    }
+}
+
+/// Flushes the ring when flows stop, keeps health in step with the peers, and turns new drops
+/// into lost events (at most one per stage/node per `interval`).
+async fn monitor(
+    pipeline: SharedPipeline,
+    writer: Arc<Mutex<Writer>>,
+    health: Health,
+    losses: Arc<LossCounters>,
+    relay_node: String,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut serving = false;
+    let mut tracker = LossTracker::default();
+    let mut last_loss = Instant::now();
+    loop {
+        tick.tick().await;
+        {
+            let mut w = lock(&writer);
+            if w.last_flush.elapsed() >= FLUSH_INTERVAL {
+                w.flush();
+            }
+        }
+        let nodes = pool_nodes(&pipeline);
+        let up = nodes.iter().any(connected);
+        if up != serving {
+            serving = up;
+            health.set_serving(up).await;
+        }
+        if last_loss.elapsed() < interval {
+            continue;
+        }
+        last_loss = Instant::now();
+        let stats = lock(&pipeline)
+            .as_ref()
+            .map(Pipeline::stats)
+            .unwrap_or_default();
+        let losses_now = tracker.new_losses(&nodes, &stats.http, &relay_node);
+        if losses_now.is_empty() {
+            continue;
+        }
+        let now = Timestamp::now();
+        let mut w = lock(&writer);
+        for loss in losses_now {
+            losses.add(loss.stage, &loss.node, loss.count);
+            w.observed.push_lost_from(&loss.node, loss.event(now));
+            w.unflushed += 1;
+        }
+        w.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, dropped: u64) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            address: format!("{name}:4244"),
+            state: NodeState::NodeConnected,
+            received: 1000,
+            dropped,
+            last_error: None,
+        }
+    }
+
+    fn loss(stage: &'static str, node: &str, count: u64) -> Loss {
+        Loss {
+            stage,
+            node: node.into(),
+            count,
+        }
+    }
+
+    #[test]
+    fn only_new_drops_are_reported_per_node_and_stage() {
+        let mut t = LossTracker::default();
+        let mut http = HttpStats::default();
+        assert!(
+            t.new_losses(&[node("vn1", 0), node("vn2", 0)], &http, "relay")
+                .is_empty()
+        );
+        http.too_large = 2;
+        http.incomplete = 1;
+        assert_eq!(
+            t.new_losses(&[node("vn1", 5), node("vn2", 0)], &http, "relay"),
+            [
+                loss(stage::RELAY_QUEUE, "vn1", 5),
+                loss(stage::RELAY_L7_HTTP, "relay", 3)
+            ]
+        );
+        assert_eq!(
+            t.new_losses(&[node("vn1", 5), node("vn2", 4)], &http, "relay"),
+            [loss(stage::RELAY_QUEUE, "vn2", 4)],
+            "vn1 and the HTTP stage lost nothing more"
+        );
+    }
+
+    #[test]
+    fn queue_drops_are_lost_events_of_the_observer_queue() {
+        let now = Timestamp::now();
+        let ev = loss(stage::RELAY_QUEUE, "vn1", 7).event(now);
+        assert_eq!(ev.source, LostEventSource::ObserverEventsQueue as i32);
+        assert_eq!(
+            (ev.num_events_lost, ev.first, ev.last),
+            (7, Some(now), Some(now))
+        );
+    }
+
+    #[test]
+    fn loss_counters_add_up_per_stage_and_node() {
+        let c = LossCounters {
+            node_name: "relay".into(),
+            ..Default::default()
+        };
+        c.add(stage::RELAY_QUEUE, "vn1", 2);
+        c.add(stage::RELAY_QUEUE, "vn1", 3);
+        c.add(stage::RELAY_QUEUE, "vn2", 0);
+        c.lost(flow_observer::observer::stage::HUBBLE_RING_READER, 4);
+        assert_eq!(
+            c.totals(),
+            [
+                ("hubble_ring_reader".into(), "relay".into(), 4),
+                (stage::RELAY_QUEUE.into(), "vn1".into(), 5),
+            ]
+        );
+    }
+}
