@@ -8,10 +8,15 @@ fuzz_target!(|data: &[u8]| {
     if let Some(tp) = relay::traceparent::parse_traceparent(data) {
         assert_eq!(tp.trace_id.len(), 32, "trace id is 32 hex digits");
         assert!(
-            tp.trace_id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            tp.trace_id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
             "trace id is lower-case hex: {}",
             tp.trace_id
         );
-        assert!(tp.trace_id.bytes().any(|b| b != b'0'), "all-zero trace id accepted");
+        assert!(
+            tp.trace_id.bytes().any(|b| b != b'0'),
+            "all-zero trace id accepted"
+        );
     }
 });

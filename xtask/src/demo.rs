@@ -26,11 +26,12 @@ use crate::prereq::{self, Needs};
 
 /// Namespace prefix of the demo (`webb-node1`, `webb-frontend`, ...).
 const PREFIX: &str = "webb";
-/// Agents listen on 127.0.0.1:AGENT_PORT+i, metrics on METRICS_PORT+i.
+/// Agents listen on 127.0.0.1:AGENT_PORT+2i (4244, 4246, ...: every agent shares the root
+/// namespace, and 4245 stays free for the relay), metrics on METRICS_PORT+i.
 const AGENT_PORT: u16 = 4244;
 const METRICS_PORT: u16 = 9962;
-/// The relay's port: Hubble's 4245 is taken by the second agent (4244+1).
-const RELAY_PORT: u16 = 4255;
+/// The relay on Hubble Relay's port, so a plain `webb observe` (or `hubble observe`) finds it.
+const RELAY_PORT: u16 = 4245;
 /// How long an agent or the relay may take to answer `webb status`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -245,7 +246,7 @@ fn run_stack(
     let mut agents = Vec::new();
     for (i, node) in topo.nodes().iter().enumerate() {
         let i = u16::try_from(i).context("too many nodes")?;
-        let addr = format!("127.0.0.1:{}", AGENT_PORT + i);
+        let addr = format!("127.0.0.1:{}", AGENT_PORT + 2 * i);
         let log = work.join(format!("agent-{}.log", node.name));
         let out = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(stack.agent);
