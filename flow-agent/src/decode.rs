@@ -655,118 +655,12 @@ pub fn tcp_summary(f: &TcpFlags) -> String {
     s
 }
 
-fn type_code(
-    type_name: Option<&str>,
-    code_name: Option<&str>,
-    has_codes: bool,
-    t: u8,
-    c: u8,
-) -> String {
-    match (type_name, code_name) {
-        (None, _) => format!("{t}({c})"),
-        (Some(tn), Some(cn)) => format!("{tn}({cn})"),
-        (Some(tn), None) if c == 0 && !has_codes => tn.to_string(),
-        (Some(tn), None) => format!("{tn}(Code: {c})"),
-    }
-}
-
 /// gopacket's `ICMPv4TypeCode.String()`, which Hubble prints.
 pub fn icmpv4_name(t: u8, c: u8) -> String {
-    let (name, codes): (Option<&str>, &[&str]) = match t {
-        0 => (Some("EchoReply"), &[]),
-        3 => (
-            Some("DestinationUnreachable"),
-            &[
-                "Net",
-                "Host",
-                "Protocol",
-                "Port",
-                "FragmentationNeeded",
-                "SourceRoutingFailed",
-                "NetUnknown",
-                "HostUnknown",
-                "SourceIsolated",
-                "NetAdminProhibited",
-                "HostAdminProhibited",
-                "NetTOS",
-                "HostTOS",
-                "CommAdminProhibited",
-                "HostPrecedence",
-                "PrecedenceCutoff",
-            ],
-        ),
-        4 => (Some("SourceQuench"), &[]),
-        5 => (Some("Redirect"), &["Net", "Host", "TOS+Net", "TOS+Host"]),
-        8 => (Some("EchoRequest"), &[]),
-        9 => (Some("RouterAdvertisement"), &[]),
-        10 => (Some("RouterSolicitation"), &[]),
-        11 => (
-            Some("TimeExceeded"),
-            &["TTLExceeded", "FragmentReassemblyTimeExceeded"],
-        ),
-        12 => (
-            Some("ParameterProblem"),
-            &["PointerIndicatesError", "MissingOption", "BadLength"],
-        ),
-        13 => (Some("TimestampRequest"), &[]),
-        14 => (Some("TimestampReply"), &[]),
-        15 => (Some("InfoRequest"), &[]),
-        16 => (Some("InfoReply"), &[]),
-        17 => (Some("AddressMaskRequest"), &[]),
-        18 => (Some("AddressMaskReply"), &[]),
-        _ => (None, &[]),
-    };
-    type_code(
-        name,
-        codes.get(usize::from(c)).copied(),
-        !codes.is_empty(),
-        t,
-        c,
-    )
+    webb_proto::icmp::icmpv4_type_code(t.into(), c.into()).into_owned()
 }
 
-/// gopacket's `ICMPv6TypeCode.String()`, which Hubble prints.
+/// gopacket's `ICMPv6TypeCode.String()`.
 pub fn icmpv6_name(t: u8, c: u8) -> String {
-    let (name, codes): (Option<&str>, &[&str]) = match t {
-        1 => (
-            Some("DestinationUnreachable"),
-            &[
-                "NoRouteToDst",
-                "AdminProhibited",
-                "BeyondScopeOfSrc",
-                "AddressUnreachable",
-                "PortUnreachable",
-                "SrcAddressFailedPolicy",
-                "RejectRouteToDst",
-            ],
-        ),
-        2 => (Some("PacketTooBig"), &[]),
-        3 => (
-            Some("TimeExceeded"),
-            &["HopLimitExceeded", "FragmentReassemblyTimeExceeded"],
-        ),
-        4 => (
-            Some("ParameterProblem"),
-            &[
-                "ErroneousHeaderField",
-                "UnrecognizedNextHeader",
-                "UnrecognizedNextHeader",
-            ],
-        ),
-        128 => (Some("EchoRequest"), &[]),
-        129 => (Some("EchoReply"), &[]),
-        133 => (Some("RouterSolicitation"), &[]),
-        134 => (Some("RouterAdvertisement"), &[]),
-        135 => (Some("NeighborSolicitation"), &[]),
-        136 => (Some("NeighborAdvertisement"), &[]),
-        137 => (Some("Redirect"), &[]),
-        _ => (None, &[]),
-    };
-    type_code(
-        name,
-        codes.get(usize::from(c)).copied(),
-        !codes.is_empty(),
-        t,
-        c,
-    )
+    webb_proto::icmp::icmpv6_type_code(t.into(), c.into()).into_owned()
 }

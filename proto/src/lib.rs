@@ -11,6 +11,7 @@
 //! - [`sample`]: realistic, deterministic flows for tests and benchmarks in every crate.
 
 pub mod extras;
+pub mod icmp;
 pub mod json;
 mod json_enum;
 mod json_number;
