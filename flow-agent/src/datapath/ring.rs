@@ -39,18 +39,53 @@ pub(crate) async fn run(
     interval: Duration,
     stats: Arc<ReaderStats>,
 ) {
-    // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it, and nothing
-    // else registers it with the reactor (tokio's requirement for `register`).
-    let mut afd = match unsafe { AsyncFd::register(ring) } {
+    pump(
+        ring,
+        "event ring",
+        tx,
+        interval,
+        stats,
+        |ring, stats, batch| drain_ring(ring, stats, batch, RING_BATCH),
+    )
+    .await
+}
+
+/// Drains one CPU's perf buffer until the receiver is dropped (perf transport).
+pub(crate) async fn run_perf(
+    buf: PerfEventArrayBuffer<MapData>,
+    tx: mpsc::Sender<EventRecord>,
+    interval: Duration,
+    stats: Arc<ReaderStats>,
+) {
+    pump(buf, "perf buffer", tx, interval, stats, drain_perf).await
+}
+
+/// Records copied out of the ring per pass before they are sent: ring items borrow the ring and
+/// cannot be held across the channel's await.
+const RING_BATCH: usize = 1024;
+
+/// The reader loop both transports share: waits for the kernel's wakeup or the drain timer,
+/// then calls `drain` until it copies nothing more, sending every record to `tx`.
+async fn pump<T: std::os::fd::AsRawFd>(
+    source: T,
+    what: &'static str,
+    tx: mpsc::Sender<EventRecord>,
+    interval: Duration,
+    stats: Arc<ReaderStats>,
+    mut drain: impl FnMut(&mut T, &ReaderStats, &mut Vec<EventRecord>),
+) {
+    // SAFETY: the buffer's fd stays open for as long as the AsyncFd owns it, and nothing else
+    // registers it with the reactor (tokio's requirement for `register`).
+    let mut afd = match unsafe { AsyncFd::register(source) } {
         Ok(afd) => afd,
         Err(e) => {
-            tracing::error!(error = %e, "cannot register the event ring with tokio");
+            tracing::error!(error = %e, "cannot register the {what} with tokio");
             return;
         }
     };
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut batch: Vec<EventRecord> = Vec::with_capacity(1024);
+    let mut batch: Vec<EventRecord> = Vec::with_capacity(RING_BATCH);
     loop {
         tokio::select! {
             r = afd.readable_mut() => match r {
@@ -59,7 +94,7 @@ pub(crate) async fn run(
                     stats.wakeups.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "event ring poll failed");
+                    tracing::error!(error = %e, "{what} poll failed");
                     return;
                 }
             },
@@ -67,20 +102,10 @@ pub(crate) async fn run(
             _ = tx.closed() => return,
         }
         loop {
-            // Copy a bounded batch out first: ring items borrow the ring and cannot be held
-            // across the channel's await.
-            let ring = afd.get_mut();
-            while batch.len() < batch.capacity() {
-                let Some(item) = ring.next() else { break };
-                stats.bytes.fetch_add(item.len() as u64, Ordering::Relaxed);
-                batch.push(item.to_vec());
-            }
+            drain(afd.get_mut(), &stats, &mut batch);
             if batch.is_empty() {
                 break;
             }
-            stats
-                .records
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             for rec in batch.drain(..) {
                 if tx.send(rec).await.is_err() {
                     return;
@@ -90,24 +115,49 @@ pub(crate) async fn run(
     }
 }
 
-/// Synchronously takes every pending record (tests and tools without a runtime).
-pub(crate) fn drain_now(ring: &mut RingBuf<MapData>, stats: &ReaderStats) -> Vec<EventRecord> {
-    let mut out = Vec::new();
-    while let Some(item) = ring.next() {
+/// Copies up to `limit` pending records out of the ring into `out`.
+fn drain_ring(
+    ring: &mut RingBuf<MapData>,
+    stats: &ReaderStats,
+    out: &mut Vec<EventRecord>,
+    limit: usize,
+) {
+    let before = out.len();
+    while out.len() - before < limit {
+        let Some(item) = ring.next() else { break };
         stats.bytes.fetch_add(item.len() as u64, Ordering::Relaxed);
         out.push(item.to_vec());
     }
-    stats.records.fetch_add(out.len() as u64, Ordering::Relaxed);
+    stats
+        .records
+        .fetch_add((out.len() - before) as u64, Ordering::Relaxed);
+}
+
+/// Synchronously takes every pending record (tests and tools without a runtime).
+pub(crate) fn drain_now(ring: &mut RingBuf<MapData>, stats: &ReaderStats) -> Vec<EventRecord> {
+    let mut out = Vec::new();
+    drain_ring(ring, stats, &mut out, usize::MAX);
     out
 }
 
-/// Copies every pending sample out of one perf buffer. Samples carry the kernel's alignment
-/// padding after the record; the parser ignores bytes past `cap_len`.
+/// Synchronously takes every pending sample of one perf buffer.
 pub(crate) fn drain_perf_now(
     buf: &mut PerfEventArrayBuffer<MapData>,
     stats: &ReaderStats,
 ) -> Vec<EventRecord> {
     let mut out = Vec::new();
+    drain_perf(buf, stats, &mut out);
+    out
+}
+
+/// Copies every pending sample out of one perf buffer into `out`. Samples carry the kernel's
+/// alignment padding after the record; the parser ignores bytes past `cap_len`.
+fn drain_perf(
+    buf: &mut PerfEventArrayBuffer<MapData>,
+    stats: &ReaderStats,
+    out: &mut Vec<EventRecord>,
+) {
+    let before = out.len();
     buf.for_each(|ev| match ev {
         PerfEvent::Sample { head, tail } => {
             let mut rec = Vec::with_capacity(head.len() + tail.len());
@@ -120,46 +170,7 @@ pub(crate) fn drain_perf_now(
             stats.perf_lost.fetch_add(count, Ordering::Relaxed);
         }
     });
-    stats.records.fetch_add(out.len() as u64, Ordering::Relaxed);
-    out
-}
-
-/// Drains one CPU's perf buffer until the receiver is dropped (perf transport).
-pub(crate) async fn run_perf(
-    buf: PerfEventArrayBuffer<MapData>,
-    tx: mpsc::Sender<EventRecord>,
-    interval: Duration,
-    stats: Arc<ReaderStats>,
-) {
-    // SAFETY: the perf buffer's fd stays open while the AsyncFd owns it and is registered once.
-    let mut afd = match unsafe { AsyncFd::register(buf) } {
-        Ok(afd) => afd,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot register a perf buffer with tokio");
-            return;
-        }
-    };
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            r = afd.readable_mut() => match r {
-                Ok(mut guard) => {
-                    guard.clear_ready();
-                    stats.wakeups.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "perf buffer poll failed");
-                    return;
-                }
-            },
-            _ = tick.tick() => {}
-            _ = tx.closed() => return,
-        }
-        for rec in drain_perf_now(afd.get_mut(), &stats) {
-            if tx.send(rec).await.is_err() {
-                return;
-            }
-        }
-    }
+    stats
+        .records
+        .fetch_add((out.len() - before) as u64, Ordering::Relaxed);
 }
