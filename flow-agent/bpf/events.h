@@ -23,7 +23,7 @@
 enum webb_event_kind {
 	WEBB_EV_TRACE = 1,          /* packet observed and forwarded */
 	WEBB_EV_DROP = 2,           /* packet dropped by Webb's datapath */
-	WEBB_EV_POLICY_VERDICT = 3, /* policy decision (filled by the policy issue) */
+	WEBB_EV_POLICY_VERDICT = 3, /* policy decision on a new (or re-evaluated) connection */
 	WEBB_EV_KERNEL_DROP = 4,    /* skb:kfree_skb in a watched netns */
 };
 
@@ -44,7 +44,12 @@ enum webb_ct_state {
 enum webb_verdict {
 	WEBB_VERDICT_FORWARD = 0,
 	WEBB_VERDICT_DROP = 1,
+	WEBB_VERDICT_AUDIT = 2, /* policy would drop; audit mode lets the packet pass */
 };
+
+/* Cilium drop reasons the policy stage sets (flow.DropReason). */
+#define WEBB_DROP_POLICY_DENIED 133 /* default deny: no rule allows the flow */
+#define WEBB_DROP_POLICY_DENY 181   /* an explicit deny rule matched */
 
 /* Policy match types, Cilium's numbering (monitor/api PolicyMatchType). */
 enum webb_match_type {

@@ -44,6 +44,7 @@ const volatile __u64 cfg_wakeup_bytes = 262144; /* wake the reader past this muc
 const volatile __u32 cfg_l7_max_segments = 8;   /* continuation segments per L7 head */
 const volatile __u32 cfg_l7_max_bytes = 16384;  /* payload bytes per L7 head */
 const volatile __u32 cfg_kdrop_all_netns = 0;   /* 1 = report kernel drops of every netns */
+const volatile __u32 cfg_policy_audit = 0;      /* 1 = policy drops become AUDIT verdicts and pass */
 
 #ifdef WEBB_PERF
 /* Fallback transport for kernels without BPF ring buffers (< 5.8): one perf buffer per CPU. */
@@ -80,6 +81,7 @@ struct ct_entry {
 	__u8 l7_segs[2];
 	__u8 pad;
 	__u16 l7_bytes[2];
+	__u32 policy_rev; /* POLICY_STATE revision the verdict was computed under */
 };
 
 struct {
@@ -113,6 +115,61 @@ struct {
 	__type(key, __u32);
 	__type(value, struct webb_counters);
 } COUNTERS SEC(".maps");
+
+/*
+ * Policy, compiled by the agent (src/policy/compile.rs). One LPM trie holds two slots; the
+ * agent fills the inactive slot, then flips POLICY_STATE (a single u32 write), so a packet sees
+ * either the old or the new policy, never a mix. Key bits, most significant first:
+ *   slot(8) dir(8) zero(16) endpoint(32) remote(32) | proto(8) port(16, big endian) zero(8)
+ * The first 96 bits are always exact except for the per-endpoint default-deny marker (prefix
+ * 64: every remote). remote 0 is the wildcard identity (looked up second). A missing proto
+ * (prefix 96) is "any L4"; a port prefix shorter than 16 bits is a port range block.
+ */
+#define POLICY_DIR_INGRESS 0
+#define POLICY_DIR_EGRESS 1
+#define POLICY_FULL_PREFIX 120
+#define POLICY_ALLOW 1
+#define POLICY_DENY 2
+#define POLICY_DEFAULT_DENY 3 /* marker: the endpoint is selected in this direction */
+#define POLICY_L4_NONE 0
+#define POLICY_L4_PROTO 1
+#define POLICY_L4_PORT 2
+
+struct policy_key {
+	__u32 prefixlen;
+	__u8 slot;
+	__u8 dir;
+	__u16 zero;
+	__u32 endpoint;
+	__u32 remote;
+	__u8 proto;
+	__u8 port_hi;
+	__u8 port_lo;
+	__u8 zero2;
+};
+
+struct policy_value {
+	__u32 rule_id; /* the agent maps it back to the policies (name, namespace, kind, ...) */
+	__u8 action;   /* POLICY_ALLOW / POLICY_DENY / POLICY_DEFAULT_DENY */
+	__u8 l4;       /* POLICY_L4_*: how specific the entry is below the remote identity */
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+} POLICY SEC(".maps");
+
+/* [0] = policy revision; 0 = no policy ever installed; the active slot is revision & 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} POLICY_STATE SEC(".maps");
 
 struct scratch {
 	struct webb_event ev;
@@ -274,6 +331,13 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		p->sport = bpf_ntohs(uh->source);
 		p->dport = bpf_ntohs(uh->dest);
 		off += sizeof(*uh);
+	} else if (nh == IPPROTO_SCTP) {
+		struct udphdr *sh = data + off; /* ports lead the SCTP common header too */
+		if ((void *)(sh + 1) > end)
+			return -1;
+		p->sport = bpf_ntohs(sh->source);
+		p->dport = bpf_ntohs(sh->dest);
+		off += 12;
 	} else if (nh == IPPROTO_ICMP || nh == IPPROTO_ICMPV6) {
 		struct icmphdr *ih = data + off;
 		if ((void *)(ih + 1) > end)
@@ -517,14 +581,125 @@ static __always_inline int emit(struct __sk_buff *skb, struct pkt *p, struct emi
 	return found;
 }
 
-/* Verdict slot: the policy issue replaces this with a map lookup. Forward for now. */
-static __always_inline void policy_verdict(struct pkt *p, __u8 dir, __u32 src_id, __u32 dst_id,
-					   struct ct_entry *e)
+static __always_inline __u32 policy_revision(void)
 {
+	__u32 zero = 0, *rev = bpf_map_lookup_elem(&POLICY_STATE, &zero);
+	return rev ? *rev : 0;
+}
+
+static __always_inline __u8 match_of(const struct policy_value *v, int exact_remote)
+{
+	if (v->l4 == POLICY_L4_PORT)
+		return exact_remote ? WEBB_MATCH_L3_L4 : WEBB_MATCH_L4_ONLY;
+	if (v->l4 == POLICY_L4_PROTO)
+		return exact_remote ? WEBB_MATCH_L3_PROTO : WEBB_MATCH_PROTO_ONLY;
+	return exact_remote ? WEBB_MATCH_L3_ONLY : WEBB_MATCH_ALL;
+}
+
+/*
+ * The policy verdict of a connection, from its first packet: `hook_dir` is the TC hook that
+ * packet crossed on the endpoint's host-side interface (ingress = leaving the pod: the source's
+ * egress policy; egress = entering the pod: the destination's ingress policy). Two LPM lookups,
+ * for the remote identity and for the wildcard; a deny from either wins, then the more specific
+ * allow (longer L4 part; the identity-specific one on a tie); a direction that some policy
+ * selects but nothing allows is default deny.
+ */
+struct policy_query {
+	__u32 src_id;
+	__u32 dst_id;
+	__u32 rev;
+	__u16 dport;
+	__u8 hook_dir;
+	__u8 proto;
+};
+
+/* A global function: the verifier checks it once, on its own, instead of once per path of the
+ * caller (the TC program would otherwise exceed the verifier's complexity limit). */
+__attribute__((noinline)) int webb_policy_verdict(struct policy_query *q, struct ct_entry *e)
+{
+	struct policy_key k;
+	struct policy_value exact = {}, wild = {}, *hit;
+	int has_exact = 0, has_wild = 0;
+	__u8 hook_dir, proto;
+	__u16 dport;
+	__u32 src_id, dst_id, rev;
+
+	if (!q || !e)
+		return 0;
+	hook_dir = q->hook_dir;
+	proto = q->proto;
+	dport = q->dport;
+	src_id = q->src_id;
+	dst_id = q->dst_id;
+	rev = q->rev;
 	e->verdict = WEBB_VERDICT_FORWARD;
 	e->match_type = WEBB_MATCH_NONE;
 	e->rule_id = 0;
 	e->drop_reason = 0;
+	e->policy_rev = rev;
+	if (!rev)
+		return 0;
+	k.prefixlen = POLICY_FULL_PREFIX;
+	k.slot = rev & 1;
+	k.zero = 0;
+	k.zero2 = 0;
+	if (hook_dir == WEBB_DIR_INGRESS) {
+		k.dir = POLICY_DIR_EGRESS;
+		k.endpoint = src_id;
+		k.remote = dst_id;
+	} else {
+		k.dir = POLICY_DIR_INGRESS;
+		k.endpoint = dst_id;
+		k.remote = src_id;
+	}
+	k.proto = proto;
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
+		dport = 0;
+	k.port_hi = dport >> 8;
+	k.port_lo = dport & 0xff;
+	hit = bpf_map_lookup_elem(&POLICY, &k);
+	if (hit) {
+		exact = *hit;
+		has_exact = 1;
+	}
+	k.remote = 0;
+	hit = bpf_map_lookup_elem(&POLICY, &k);
+	if (hit) {
+		wild = *hit;
+		has_wild = 1;
+	}
+	/* Copies, not pointers: clang would otherwise OR the two pointers into one null test. */
+	if (has_exact && exact.action == POLICY_DENY) {
+		e->rule_id = exact.rule_id;
+		e->match_type = match_of(&exact, 1);
+		e->drop_reason = WEBB_DROP_POLICY_DENY;
+	} else if (has_wild && wild.action == POLICY_DENY) {
+		e->rule_id = wild.rule_id;
+		e->match_type = match_of(&wild, 0);
+		e->drop_reason = WEBB_DROP_POLICY_DENY;
+	} else {
+		int allow_exact = has_exact && exact.action == POLICY_ALLOW;
+		int allow_wild = has_wild && wild.action == POLICY_ALLOW;
+		if (allow_exact && (!allow_wild || exact.l4 >= wild.l4)) {
+			e->rule_id = exact.rule_id;
+			e->match_type = match_of(&exact, 1);
+			return 0;
+		}
+		if (allow_wild) {
+			e->rule_id = wild.rule_id;
+			e->match_type = match_of(&wild, 0);
+			return 0;
+		}
+		if (has_exact)
+			e->rule_id = exact.rule_id; /* the default-deny marker */
+		else if (has_wild)
+			e->rule_id = wild.rule_id;
+		else
+			return 0; /* nothing selects this endpoint in this direction: allow all */
+		e->drop_reason = WEBB_DROP_POLICY_DENIED;
+	}
+	e->verdict = cfg_policy_audit ? WEBB_VERDICT_AUDIT : WEBB_VERDICT_DROP;
+	return 0;
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
@@ -535,8 +710,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	struct ct_entry ne, *e;
 	struct ct_key k;
 	struct pkt p;
-	int src_lo, is_new = 0, want = 0, found;
+	int src_lo, is_new = 0, want = 0, found, verdict_event = 0;
 	__u8 d, l7 = WEBB_L7_NONE, l7_cont = 0;
+	__u32 rev;
 
 	if (!c)
 		return TC_ACT_UNSPEC;
@@ -587,6 +763,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	k.if_proto = skb->ifindex << 8 | p.proto;
 
 	__u8 fl = p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST);
+	rev = policy_revision();
 	e = bpf_map_lookup_elem(&CT, &k);
 	/* A bare SYN on a closed tuple (port reuse) starts a new connection. */
 	if (e && (p.tcp_flags & (TCP_SYN | 0x10)) == TCP_SYN &&
@@ -598,7 +775,16 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		ne.id_lo = ipcache_lookup(k.lo);
 		ne.id_hi = ipcache_lookup(k.hi);
 		ne.seen[0] = SEEN_BIT | fl;
-		policy_verdict(&p, dir, src_lo ? ne.id_lo : ne.id_hi, src_lo ? ne.id_hi : ne.id_lo, &ne);
+		struct policy_query q = {
+			.src_id = src_lo ? ne.id_lo : ne.id_hi,
+			.dst_id = src_lo ? ne.id_hi : ne.id_lo,
+			.rev = rev,
+			.dport = p.dport,
+			.hook_dir = dir,
+			.proto = p.proto,
+		};
+		webb_policy_verdict(&q, &ne);
+		verdict_event = ne.rule_id != 0;
 		e = &ne;
 		is_new = 1;
 		c->ct_new++;
@@ -616,6 +802,28 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			a.ct_state = WEBB_CT_CLOSING;
 		else
 			a.ct_state = d ? WEBB_CT_REPLY : WEBB_CT_ESTABLISHED;
+		/* A policy reload since the connection's verdict: decide again, as its first packet
+		 * (original direction and hook) would be decided now. */
+		if (e->policy_rev != rev) {
+			__u32 old_rule = e->rule_id;
+			__u8 old_verdict = e->verdict;
+			__u8 hook = d ? (dir == WEBB_DIR_INGRESS ? WEBB_DIR_EGRESS : WEBB_DIR_INGRESS) : dir;
+			__u32 osrc = e->init_lo ? e->id_lo : e->id_hi;
+			__u32 odst = e->init_lo ? e->id_hi : e->id_lo;
+			struct policy_query q = {
+				.src_id = osrc,
+				.dst_id = odst,
+				.rev = rev,
+				.dport = d ? p.sport : p.dport,
+				.hook_dir = hook,
+				.proto = p.proto,
+			};
+			webb_policy_verdict(&q, e);
+			if (e->verdict != old_verdict || e->rule_id != old_rule) {
+				verdict_event = e->rule_id != 0;
+				want = 1;
+			}
+		}
 	}
 	d &= 1;
 	if (is_new || !cfg_aggregate)
@@ -628,6 +836,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	a.match_type = e->match_type;
 	a.rule_id = e->rule_id;
 	a.drop_reason = e->drop_reason;
+	if (verdict_event) {
+		/* Cilium's PolicyVerdict notification, ahead of the trace or drop record. */
+		struct emit_args pv = a;
+		pv.kind = WEBB_EV_POLICY_VERDICT;
+		emit(skb, &p, &pv, c);
+	}
 
 	/* L7: DNS on port 53, HTTP/1.x heads and their continuation segments. */
 	if (p.payload_len > 0 && (p.proto == IPPROTO_TCP || p.proto == IPPROTO_UDP)) {

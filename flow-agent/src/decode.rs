@@ -17,12 +17,13 @@ use webb_proto::flow::{
     NetworkInterface, Sctp, Tcp, TcpFlags, TraceObservationPoint, TraceReason, TrafficDirection,
     Udp, Verdict, Workload, layer4,
 };
-use webb_proto::webb_v1::{CapturedPayload, FlowExtras, KernelDropReason};
+use webb_proto::webb_v1::{CapturedPayload, DefaultDenyAttribution, FlowExtras, KernelDropReason};
 
 use crate::datapath::event::{self, CtState, Direction, EventKind, RawEvent};
 use crate::datapath::kdrop::KernelDropNames;
 use crate::endpoints::{Endpoints, Peer};
 use crate::identity::{LABEL_HOST, LABEL_REMOTE_NODE, LABEL_WORLD};
+use crate::policy::{Dir, PolicyView, RuleAction};
 
 /// Cilium monitor event types (`Flow.event_type.type`).
 pub mod event_type {
@@ -205,6 +206,7 @@ pub struct Decoder {
     seq: u64,
     names: Arc<KernelDropNames>,
     cached: HashMap<IpAddr, flow::Endpoint>,
+    policy: Arc<PolicyView>,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -233,6 +235,7 @@ impl Decoder {
             seq: 0,
             names,
             cached: HashMap::new(),
+            policy: Arc::new(PolicyView::default()),
         };
         d.set_endpoints(endpoints);
         d
@@ -264,6 +267,11 @@ impl Decoder {
             })
             .collect();
         self.endpoints = endpoints;
+    }
+
+    /// Switches to the names of newer policy revisions (before the datapath uses them).
+    pub fn set_policy(&mut self, policy: Arc<PolicyView>) {
+        self.policy = policy;
     }
 
     pub fn endpoints(&self) -> &Arc<Endpoints> {
@@ -313,6 +321,14 @@ impl Decoder {
                     && event_identity != crate::identity::IDENTITY_WORLD
                     && let Some(labels) = self.endpoints.labels_of_identity(event_identity)
                 {
+                    return Some(flow::Endpoint {
+                        identity: event_identity,
+                        labels: labels.to_vec(),
+                        ..Default::default()
+                    });
+                }
+                // A CIDR identity some policy names (Cilium's `cidr:` labels).
+                if let Some(labels) = self.policy.cidr_labels(event_identity) {
                     return Some(flow::Endpoint {
                         identity: event_identity,
                         labels: labels.to_vec(),
@@ -447,16 +463,15 @@ impl Decoder {
                 });
             }
             EventKind::PolicyVerdict => {
-                let forwarded = ev.verdict == event::Verdict::Forward;
-                f.verdict = if forwarded {
-                    Verdict::Forwarded as i32
-                } else {
-                    Verdict::Dropped as i32
+                f.verdict = match ev.verdict {
+                    event::Verdict::Forward => Verdict::Forwarded as i32,
+                    event::Verdict::Drop => Verdict::Dropped as i32,
+                    event::Verdict::Audit => Verdict::Audit as i32,
                 };
-                if !forwarded {
+                if ev.verdict == event::Verdict::Drop {
                     f.drop_reason = u32::from(ev.drop_reason);
                     f.drop_reason_desc = i32::from(ev.drop_reason);
-                } else {
+                } else if ev.verdict == event::Verdict::Forward {
                     // Forwarded verdicts are emitted for a connection's first packet (Hubble).
                     f.is_reply = Some(false.into());
                 }
@@ -496,6 +511,9 @@ impl Decoder {
             }
         }
         f.summary = summary;
+        if ev.rule_id != 0 && ev.kind != EventKind::KernelDrop {
+            self.attribute(ev, &mut f, &mut extras);
+        }
 
         let l7 = ev.l7_bytes();
         if !l7.is_empty() {
@@ -515,6 +533,92 @@ impl Decoder {
         FlowRecord {
             flow: f,
             extras: (extras != FlowExtras::default()).then_some(extras),
+        }
+    }
+}
+
+impl Decoder {
+    /// Names the policies behind the record's rule id: Hubble's `*_allowed_by` /
+    /// `*_denied_by`, and for default deny (which Hubble leaves blank) Webb's attribution in
+    /// the extras and as a `policy_log` line.
+    fn attribute(&self, ev: &RawEvent<'_>, f: &mut Flow, extras: &mut FlowExtras) {
+        let Some((generation, rules)) = self.policy.lookup(ev.rule_id) else {
+            return;
+        };
+        let pols = || {
+            rules
+                .policies
+                .iter()
+                .filter_map(|&i| generation.policies.get(i).cloned())
+                .collect::<Vec<_>>()
+        };
+        match (rules.action, rules.dir) {
+            (RuleAction::Allow, Dir::Ingress) => f.ingress_allowed_by = pols(),
+            (RuleAction::Allow, Dir::Egress) => f.egress_allowed_by = pols(),
+            (RuleAction::Deny, Dir::Ingress) => f.ingress_denied_by = pols(),
+            (RuleAction::Deny, Dir::Egress) => f.egress_denied_by = pols(),
+            (RuleAction::DefaultDeny, dir) => {
+                let names: Vec<String> = rules
+                    .policies
+                    .iter()
+                    .filter_map(|&i| generation.names.get(i).cloned())
+                    .collect();
+                let (me, peer) = match dir {
+                    Dir::Ingress => (&f.destination, &f.source),
+                    Dir::Egress => (&f.source, &f.destination),
+                };
+                let who = |e: &Option<flow::Endpoint>, ip: Option<IpAddr>| -> String {
+                    match e {
+                        Some(e) if !e.pod_name.is_empty() => {
+                            format!("{}/{} (identity {})", e.namespace, e.pod_name, e.identity)
+                        }
+                        Some(e) => format!(
+                            "{} (identity {}, {})",
+                            ip.map(|i| i.to_string()).unwrap_or_default(),
+                            e.identity,
+                            e.labels.join(",")
+                        ),
+                        None => "unknown".to_string(),
+                    }
+                };
+                let (me_ip, peer_ip) = match dir {
+                    Dir::Ingress => (ev.dst_ip(), ev.src_ip()),
+                    Dir::Egress => (ev.src_ip(), ev.dst_ip()),
+                };
+                let l4 = match ev.l4_proto {
+                    IPPROTO_TCP => format!("TCP/{}", ev.dport),
+                    IPPROTO_UDP => format!("UDP/{}", ev.dport),
+                    IPPROTO_SCTP => format!("SCTP/{}", ev.dport),
+                    IPPROTO_ICMP => "ICMPv4".to_string(),
+                    IPPROTO_ICMPV6 => "ICMPv6".to_string(),
+                    p => format!("protocol {p}"),
+                };
+                // Replies travel against the connection: name its first packet's port.
+                let l4 = if ev.is_reply
+                    && matches!(ev.l4_proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP)
+                {
+                    format!("{}/{}", &l4[..l4.find('/').unwrap_or(0)], ev.sport)
+                } else {
+                    l4
+                };
+                let text = format!(
+                    "default deny: {} of {} is selected by {}; no rule allows {} on {}",
+                    dir.as_str(),
+                    who(me, me_ip),
+                    names.join(", "),
+                    who(peer, peer_ip),
+                    l4
+                );
+                f.policy_log.push(text.clone());
+                extras.default_deny = Some(DefaultDenyAttribution {
+                    direction: match dir {
+                        Dir::Ingress => TrafficDirection::Ingress as i32,
+                        Dir::Egress => TrafficDirection::Egress as i32,
+                    },
+                    policies: names,
+                    text,
+                });
+            }
         }
     }
 }

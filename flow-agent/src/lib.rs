@@ -7,3 +7,4 @@ pub mod endpoints;
 pub mod identity;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;

@@ -19,8 +19,17 @@ use flow_agent::decode::{Decoder, FlowIds, Interfaces, WallClock};
 use flow_agent::endpoints::{Endpoints, EndpointsFile};
 use flow_agent::metrics::{DatapathTotals, Metrics};
 use flow_agent::pipeline::{self, NodeView, PendingLoss};
+use flow_agent::policy::{self, PolicyEngine, PolicyFiles, PolicyView};
 use flow_observer::ring::{self, Ring};
 use flow_observer::{Observed, ObserverService, PeerInfo, PeerService, Services};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PolicyMode {
+    /// Packets the policy denies are dropped.
+    Enforce,
+    /// Packets the policy denies pass, and their verdict is AUDIT.
+    Audit,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Aggregation {
@@ -42,6 +51,16 @@ struct Args {
     /// Endpoints file (YAML); reloaded when it changes.
     #[arg(long, value_name = "FILE")]
     endpoints: Option<PathBuf>,
+
+    /// Network policies (YAML file or directory of *.yaml/*.yml: CiliumNetworkPolicy,
+    /// CiliumClusterwideNetworkPolicy, NetworkPolicy); reloaded when they change. A bad
+    /// version is rejected and the policy in force stays.
+    #[arg(long, value_name = "PATH")]
+    policy: Option<PathBuf>,
+
+    /// What a policy denial does.
+    #[arg(long, value_enum, default_value_t = PolicyMode::Enforce)]
+    policy_mode: PolicyMode,
 
     /// Interface to observe, in addition to every local endpoint's interface from the
     /// endpoints file (repeatable).
@@ -208,6 +227,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Aggregation::Connection => DpAggregation::Flows,
             Aggregation::None => DpAggregation::None,
         },
+        policy_audit: args.policy_mode == PolicyMode::Audit,
         ..Default::default()
     };
     let mut dp = match Datapath::load(config.clone()) {
@@ -231,7 +251,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     };
-    set_ipcache(&mut dp, &endpoints)?;
+    // The decoder's view of the node; policy names reach it before the datapath uses them.
+    let (view_tx, view_rx) = watch::channel(NodeView {
+        endpoints: endpoints.clone(),
+        interfaces: interfaces_of(&dp),
+        policy: Arc::new(PolicyView::default()),
+    });
+    let mut engine = PolicyEngine::new();
+    let mut policy_files = args.policy.as_ref().map(PolicyFiles::new);
+    let initial = match policy_files.as_mut().and_then(PolicyFiles::poll) {
+        Some(Ok(p)) => {
+            metrics.policy_reload(true);
+            p
+        }
+        Some(Err(e)) => bail!("{e}"),
+        None => Vec::new(),
+    };
+    apply_policy(
+        &mut engine,
+        &mut dp,
+        &endpoints,
+        Arc::new(initial),
+        &view_tx,
+        &metrics,
+    )
+    .context("cannot put the policy into force")?;
     let mut wanted = wanted_interfaces(&args, &endpoints);
     for ifname in &wanted {
         attach(&mut dp, ifname, &args);
@@ -250,10 +294,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         FlowIds::new(&node, start_secs),
         Arc::new(names),
     );
-    let (view_tx, view_rx) = watch::channel(NodeView {
-        endpoints: endpoints.clone(),
-        interfaces: interfaces_of(&dp),
-    });
+    view_tx.send_modify(|v| v.interfaces = interfaces_of(&dp));
     let pending_loss = Arc::new(PendingLoss::default());
     let pipeline = tokio::spawn(pipeline::run(
         records,
@@ -334,8 +375,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     metrics.endpoints_reload(true);
                     let eps = Arc::new(eps);
                     tracing::info!(endpoints = eps.endpoints().len(), "endpoints file reloaded");
-                    if let Err(e) = set_ipcache(&mut dp, &eps) {
-                        tracing::error!(error = %e, "cannot update the ipcache");
+                    view_tx.send_modify(|v| v.endpoints = eps.clone());
+                    let policies = engine.policies().clone();
+                    if let Err(e) =
+                        apply_policy(&mut engine, &mut dp, &eps, policies, &view_tx, &metrics)
+                    {
+                        tracing::error!(error = %e, "cannot update the ipcache and policy for the new endpoints");
                     }
                     let now_wanted = wanted_interfaces(&args, &eps);
                     for gone in wanted.difference(&now_wanted) {
@@ -356,6 +401,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
         }
+        if let Some(loaded) = policy_files.as_mut().and_then(PolicyFiles::poll) {
+            match loaded {
+                Ok(p) => {
+                    let n = p.len();
+                    match apply_policy(
+                        &mut engine,
+                        &mut dp,
+                        &current,
+                        Arc::new(p),
+                        &view_tx,
+                        &metrics,
+                    ) {
+                        Ok(()) => {
+                            metrics.policy_reload(true);
+                            tracing::info!(
+                                policies = n,
+                                revision = dp.policy_revision(),
+                                "policy reloaded"
+                            );
+                        }
+                        Err(e) => {
+                            metrics.policy_reload(false);
+                            tracing::error!("{e:#}; keeping the policy in force");
+                        }
+                    }
+                }
+                Err(e) => {
+                    metrics.policy_reload(false);
+                    tracing::error!("{e}; keeping the policy in force");
+                }
+            }
+        }
         let report = dp.rescan();
         for a in &report.attached {
             tracing::info!(interface = %a.ifname, ifindex = a.ifindex, tcx = a.tcx, "attached");
@@ -368,9 +445,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         changed |= !report.attached.is_empty() || !report.detached.is_empty();
         if changed {
-            let _ = view_tx.send(NodeView {
-                endpoints: current.clone(),
-                interfaces: interfaces_of(&dp),
+            view_tx.send_modify(|v| {
+                v.endpoints = current.clone();
+                v.interfaces = interfaces_of(&dp);
             });
         }
         match dp.counters() {
@@ -400,14 +477,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn set_ipcache(dp: &mut Datapath, eps: &Endpoints) -> anyhow::Result<()> {
-    let entries: Vec<_> = eps
-        .ipcache()
-        .into_iter()
-        .map(|e| (e.prefix, e.identity))
-        .collect();
-    dp.set_ipcache(&entries)
-        .context("cannot fill the datapath's ipcache")
+/// Fills the ipcache (endpoints and the policies' CIDRs) and installs `policies` compiled over
+/// `eps`; the decoder hears of the new names first.
+fn apply_policy(
+    engine: &mut PolicyEngine,
+    dp: &mut Datapath,
+    eps: &Endpoints,
+    policies: Arc<Vec<policy::Policy>>,
+    view_tx: &watch::Sender<NodeView>,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    let report = engine.apply(dp, eps, policies, |view| {
+        view_tx.send_modify(|v| v.policy = view.clone());
+    })?;
+    metrics.set_policy(report.revision, report.entries, report.policies);
+    tracing::debug!(
+        revision = report.revision,
+        entries = report.entries,
+        compile_ms = report.compile.as_secs_f64() * 1e3,
+        install_ms = report.install.as_secs_f64() * 1e3,
+        "policy in force"
+    );
+    Ok(())
 }
 
 fn attach(dp: &mut Datapath, ifname: &str, args: &Args) {

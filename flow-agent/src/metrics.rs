@@ -46,6 +46,11 @@ pub struct Metrics {
     dp_events: Counter<u64, AtomicU64>,
     dp_reserve_failures: Counter<u64, AtomicU64>,
     dp_last: Mutex<DatapathTotals>,
+    policy_reloads: Family<ResultLabels, Counter>,
+    policy_valid: Gauge,
+    policy_revision: Gauge,
+    policy_entries: Gauge,
+    policy_count: Gauge,
 }
 
 /// Loss stages named in `webb_lost_events_total`.
@@ -129,6 +134,32 @@ impl Metrics {
             "Events the datapath could not emit (ring buffer full)",
             dp_reserve_failures.clone(),
         );
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "webb_policy_reloads",
+            "Policy loads, by result (ok, error: the policy in force stays)",
+            policy_reloads.clone(),
+        );
+        let policy_valid = Gauge::default();
+        registry.register(
+            "webb_policy_config_valid",
+            "1 when the policy files on disk are the policy in force, 0 after a rejected load",
+            policy_valid.clone(),
+        );
+        let policy_revision = Gauge::default();
+        registry.register(
+            "webb_policy_revision",
+            "Datapath policy revision in force",
+            policy_revision.clone(),
+        );
+        let policy_entries = Gauge::default();
+        registry.register(
+            "webb_policy_map_entries",
+            "Policy map entries of the revision in force",
+            policy_entries.clone(),
+        );
+        let policy_count = Gauge::default();
+        registry.register("webb_policies", "Policies in force", policy_count.clone());
         // Every stage is exported from the start, at zero, so dashboards see the series.
         for s in [
             stage::DATAPATH_RING,
@@ -152,6 +183,11 @@ impl Metrics {
             dp_events,
             dp_reserve_failures,
             dp_last: Mutex::new(DatapathTotals::default()),
+            policy_reloads,
+            policy_valid,
+            policy_revision,
+            policy_entries,
+            policy_count,
         }
     }
 
@@ -190,6 +226,24 @@ impl Metrics {
                 result: result.to_string(),
             })
             .inc();
+    }
+
+    /// A policy load: `ok` when it went into force, else rejected (the old one stays).
+    pub fn policy_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.policy_reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+        self.policy_valid.set(i64::from(ok));
+    }
+
+    /// The policy in force: datapath revision, map entries and number of policies.
+    pub fn set_policy(&self, revision: u32, entries: usize, policies: usize) {
+        self.policy_revision.set(i64::from(revision));
+        self.policy_entries.set(entries as i64);
+        self.policy_count.set(policies as i64);
     }
 
     /// Records the datapath's current totals; returns how many reserve failures are new (so

@@ -17,6 +17,7 @@ use webb_proto::flow::{LostEvent, LostEventSource};
 use crate::decode::{Decoder, Interfaces};
 use crate::endpoints::Endpoints;
 use crate::metrics::Metrics;
+use crate::policy::PolicyView;
 
 /// Records taken from the channel before followers are woken.
 const BATCH: usize = 1024;
@@ -26,6 +27,8 @@ const BATCH: usize = 1024;
 pub struct NodeView {
     pub endpoints: Arc<Endpoints>,
     pub interfaces: Interfaces,
+    /// Names of the policy revisions recent records may carry.
+    pub policy: Arc<PolicyView>,
 }
 
 /// Losses noticed outside the pipeline task (datapath reserve failures), waiting to be put in
@@ -105,5 +108,6 @@ fn datapath_loss(count: u64) -> LostEvent {
 fn apply_view(decoder: &mut Decoder, view: &mut watch::Receiver<NodeView>) {
     let v = view.borrow_and_update().clone();
     decoder.set_endpoints(v.endpoints);
+    decoder.set_policy(v.policy);
     *decoder.interfaces_mut() = v.interfaces;
 }

@@ -62,6 +62,7 @@ async fn records_become_flows_garbage_is_counted_and_losses_become_lost_events()
     let (view_tx, view_rx) = watch::channel(NodeView {
         endpoints: eps.clone(),
         interfaces: Interfaces::default(),
+        policy: Default::default(),
     });
     let (tx, rx) = mpsc::channel(16);
     let loss = Arc::new(PendingLoss::default());
@@ -86,6 +87,7 @@ async fn records_become_flows_garbage_is_counted_and_losses_become_lost_events()
         .send(NodeView {
             endpoints: eps,
             interfaces: ifs,
+            policy: Default::default(),
         })
         .unwrap();
     loss.add(5);

@@ -49,7 +49,7 @@ pub enum EventKind {
     Trace,
     /// Packet dropped by Webb's own TC program (`TC_ACT_SHOT`).
     Drop,
-    /// Policy decision record (filled by the policy issue).
+    /// Policy decision on a new (or re-decided) connection: Cilium's PolicyVerdict.
     PolicyVerdict,
     /// `skb:kfree_skb` in a watched network namespace (a drop Webb did not cause).
     KernelDrop,
@@ -88,6 +88,8 @@ pub enum Verdict {
     Forward,
     /// Packet dropped.
     Drop,
+    /// The policy would drop the packet; audit mode let it pass.
+    Audit,
 }
 
 /// Address family of the packet.
@@ -230,7 +232,7 @@ pub struct RawEvent<'a> {
     pub verdict: Verdict,
     /// Cilium drop reason code (0 = none), for [`EventKind::Drop`].
     pub drop_reason: u16,
-    /// Policy match type (verdict slot; `None` until the policy issue fills it).
+    /// Policy match type of the connection's verdict (`None` when no policy selects it).
     pub match_type: MatchType,
     /// Policy rule id (0 = none).
     pub rule_id: u32,
@@ -343,6 +345,7 @@ impl<'a> RawEvent<'a> {
         let verdict = match b[23] {
             0 => Verdict::Forward,
             1 => Verdict::Drop,
+            2 => Verdict::Audit,
             v => return Err(EventError::Verdict(v)),
         };
         let match_type = match b[26] {

@@ -110,6 +110,10 @@ pub struct DatapathConfig {
     pub transport: Transport,
     /// Pages per CPU of each perf buffer (power of two; [`Transport::Perf`] only; default 64).
     pub perf_pages: usize,
+    /// Policy map entries, both slots together (default 262144: 131072 per revision).
+    pub policy_entries: u32,
+    /// Audit mode: packets the policy would drop pass, with verdict AUDIT.
+    pub policy_audit: bool,
 }
 
 impl Default for DatapathConfig {
@@ -129,9 +133,16 @@ impl Default for DatapathConfig {
             kernel_drops_all_netns: false,
             transport: Transport::Auto,
             perf_pages: 64,
+            policy_entries: 1 << 18,
+            policy_audit: false,
         }
     }
 }
+
+/// Time an inactive policy slot is left alone after a switch before it is rewritten: far more
+/// than any program run that may still be reading it (they take well under a microsecond and
+/// cannot sleep).
+pub const POLICY_GRACE: Duration = Duration::from_millis(20);
 
 /// Errors of the datapath.
 #[derive(Debug, thiserror::Error)]
@@ -315,6 +326,9 @@ pub struct Datapath {
     wanted: BTreeMap<AttachKey, ()>,
     attached: BTreeMap<AttachKey, Attachment>,
     kdrop_link: Option<TracePointLink>,
+    policy_rev: u32,
+    policy_slots: [Vec<(u32, [u8; 16])>; 2],
+    policy_switched: Option<std::time::Instant>,
 }
 
 impl Datapath {
@@ -332,6 +346,11 @@ impl Datapath {
                 "ring_bytes {} must be a power of two of at least 4096",
                 config.ring_bytes
             )));
+        }
+        if config.policy_entries < 2 {
+            return Err(DatapathError::Config(
+                "policy_entries must be at least 2 (two slots)".into(),
+            ));
         }
         if config.channel_capacity == 0 || config.ct_entries == 0 || config.ipcache_entries == 0 {
             return Err(DatapathError::Config(
@@ -381,6 +400,9 @@ impl Datapath {
             wanted: BTreeMap::new(),
             attached: BTreeMap::new(),
             kdrop_link: None,
+            policy_rev: 0,
+            policy_slots: [Vec::new(), Vec::new()],
+            policy_switched: None,
         };
         if dp.config.kernel_drops {
             dp.attach_kernel_drops()?;
@@ -634,6 +656,72 @@ impl Datapath {
         Ok(())
     }
 
+    /// The policy revision in force (0: none installed yet; every packet is allowed).
+    pub fn policy_revision(&self) -> u32 {
+        self.policy_rev
+    }
+
+    /// Installs a compiled policy (compiled for revision [`Datapath::policy_revision`] + 1)
+    /// atomically: its entries go into the inactive slot, then one write of the revision
+    /// switches every later packet to it. Connections decided under an older revision are
+    /// decided again on their next packet. Returns the new revision.
+    pub fn install_policy(
+        &mut self,
+        compiled: &crate::policy::Compiled,
+    ) -> Result<u32, DatapathError> {
+        let rev = self.policy_rev.wrapping_add(1).max(1);
+        if compiled.revision != rev {
+            return Err(DatapathError::Config(format!(
+                "policy compiled for revision {}, the datapath is at {}",
+                compiled.revision, self.policy_rev
+            )));
+        }
+        let per_slot = (self.config.policy_entries / 2) as usize;
+        if compiled.entries.len() > per_slot {
+            return Err(DatapathError::Config(format!(
+                "policy needs {} map entries, at most {per_slot} fit (raise the policy map size)",
+                compiled.entries.len()
+            )));
+        }
+        let slot = (rev & 1) as usize;
+        // The slot was in force until the previous switch: let programs that read it finish.
+        if let Some(t) = self.policy_switched {
+            let since = t.elapsed();
+            if since < POLICY_GRACE {
+                std::thread::sleep(POLICY_GRACE - since);
+            }
+        }
+        let old = std::mem::take(&mut self.policy_slots[slot]);
+        let mut keys = Vec::with_capacity(compiled.entries.len());
+        {
+            let mut trie: LpmTrie<_, [u8; 16], [u8; 8]> = self.map_mut("POLICY")?;
+            for (plen, key) in old {
+                match trie.remove(&Key::new(plen, key)) {
+                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                    Err(e) => return Err(map_err("POLICY")(e)),
+                }
+            }
+            for e in &compiled.entries {
+                let mut key = e.key;
+                key[0] = slot as u8;
+                if let Err(err) = trie.insert(&Key::new(e.prefix_len, key), e.value, 0) {
+                    // Leave no stray half-filled slot behind.
+                    for (plen, k) in &keys {
+                        let _ = trie.remove(&Key::new(*plen, *k));
+                    }
+                    return Err(map_err("POLICY")(err));
+                }
+                keys.push((e.prefix_len, key));
+            }
+        }
+        let mut state: aya::maps::Array<_, u32> = self.map_mut("POLICY_STATE")?;
+        state.set(0, rev, 0).map_err(map_err("POLICY_STATE"))?;
+        self.policy_slots[slot] = keys;
+        self.policy_rev = rev;
+        self.policy_switched = Some(std::time::Instant::now());
+        Ok(rev)
+    }
+
     /// Kernel counters summed over CPUs, plus the reader's.
     pub fn counters(&self) -> Result<Counters, DatapathError> {
         let map = self.ebpf.map("COUNTERS").ok_or(DatapathError::Map {
@@ -771,6 +859,7 @@ fn load_object(config: &DatapathConfig, transport: Transport) -> Result<Ebpf, Da
         Aggregation::None => 0,
     };
     let kdrop_all = u32::from(config.kernel_drops_all_netns);
+    let audit = u32::from(config.policy_audit);
     let mut loader = EbpfLoader::new();
     loader
         .override_global("cfg_cap_len", &cap_len, true)
@@ -779,6 +868,8 @@ fn load_object(config: &DatapathConfig, transport: Transport) -> Result<Ebpf, Da
         .override_global("cfg_l7_max_segments", &config.l7_max_segments, true)
         .override_global("cfg_l7_max_bytes", &config.l7_max_bytes, true)
         .override_global("cfg_kdrop_all_netns", &kdrop_all, true)
+        .override_global("cfg_policy_audit", &audit, true)
+        .map_max_entries("POLICY", config.policy_entries)
         .map_max_entries("CT", config.ct_entries)
         .map_max_entries("IPCACHE", config.ipcache_entries);
     let object = if transport == Transport::Perf {
