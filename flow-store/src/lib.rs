@@ -15,6 +15,7 @@
 pub mod generator;
 pub mod schema;
 mod segment;
+mod service_map;
 pub mod sql;
 mod store;
 mod table;
@@ -23,6 +24,7 @@ pub use schema::{
     FlowBatchBuilder, SchemaError, flow_schema, flows_from_batch, flows_to_batch, stored_form,
 };
 pub use segment::{Segment, write_parquet};
+pub use service_map::{MapEdge, MapNode, MapQuery, ServiceMap};
 pub use sql::{SqlColumn, SqlError, SqlLimits, SqlResult};
 pub use store::{FlowStore, STAGE_QUEUE, STAGE_WRITE, StoreConfig, StoreError, StoreStats};
-pub use table::{FlowQuery, FlowsTable, QueryError, TABLE};
+pub use table::{FlowQuery, FlowsTable, MatchedFlows, QueryError, TABLE};

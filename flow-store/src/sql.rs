@@ -158,7 +158,9 @@ fn classify(e: DataFusionError, limits: &SqlLimits) -> SqlError {
     }
 }
 
-fn to_json_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<serde_json::Value>>, SqlError> {
+pub(crate) fn to_json_rows(
+    batches: &[RecordBatch],
+) -> Result<Vec<Vec<serde_json::Value>>, SqlError> {
     let mut rows = Vec::new();
     for b in batches {
         if b.num_rows() == 0 {

@@ -17,9 +17,9 @@ use crate::schema::{FlowBatchBuilder, TIME};
 use crate::segment::{self, NS_PER_HOUR, Segment};
 
 /// Loss stage: a flow arrived while the store's queue was full.
-pub const STAGE_QUEUE: &str = "store-queue";
+pub const STAGE_QUEUE: &str = "store_queue";
 /// Loss stage: a flush failed (disk full, permissions, ...) and its flows were dropped.
-pub const STAGE_WRITE: &str = "store-write";
+pub const STAGE_WRITE: &str = "store_write";
 
 /// How a store is run. `StoreConfig::new(dir)` gives the defaults.
 #[derive(Debug, Clone)]

@@ -216,6 +216,16 @@ pub struct FlowQuery {
     pub newest_first: bool,
 }
 
+/// Flows that passed a filter, in the order asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MatchedFlows {
+    pub flows: Vec<Flow>,
+    /// Rows read to find them.
+    pub scanned: usize,
+    /// The scan stopped at its row bound before the range or the limit was exhausted.
+    pub scan_limit_hit: bool,
+}
+
 /// Why reading history failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -225,7 +235,7 @@ pub enum QueryError {
     Schema(#[from] SchemaError),
 }
 
-fn ts_lit(t: &Timestamp) -> Expr {
+pub(crate) fn ts_lit(t: &Timestamp) -> Expr {
     let ns =
         i64::try_from(t.unix_nanos()).unwrap_or(if t.seconds < 0 { i64::MIN } else { i64::MAX });
     lit(ScalarValue::TimestampNanosecond(
@@ -281,6 +291,94 @@ impl FlowStore {
                 futures::stream::iter(flows)
             })
             .boxed())
+    }
+
+    /// Time range of everything stored (files and unflushed batches), in Unix ns.
+    pub fn time_span(&self) -> Option<(i64, i64)> {
+        let (files, pending) = self.shared.snapshot();
+        let spans = files.iter().map(|f| (f.min_time, f.max_time)).chain(
+            pending
+                .iter()
+                .filter_map(|p| Some((p.min_time?, p.max_time?))),
+        );
+        spans.reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+    }
+
+    /// Like [`query_flows`](Self::query_flows), keeping only flows `keep` accepts (Hubble
+    /// filters, which SQL cannot express), up to `q.limit` of them. Newest first walks back in
+    /// growing windows, so a selective filter over a long range never sorts the whole range
+    /// at once; `scan_limit` bounds the rows examined (the answer is then partial, and says so).
+    pub async fn query_flows_matching(
+        &self,
+        q: &FlowQuery,
+        scan_limit: usize,
+        keep: impl Fn(&Flow) -> bool,
+    ) -> Result<MatchedFlows, QueryError> {
+        let mut out = MatchedFlows::default();
+        let want = q.limit.unwrap_or(usize::MAX);
+        let Some((lo, hi)) = self.time_span() else {
+            return Ok(out);
+        };
+        let since = q
+            .since
+            .map_or(lo as i128, |t| t.unix_nanos().max(lo as i128));
+        let until = q
+            .until
+            .map_or(hi as i128 + 1, |t| t.unix_nanos().min(hi as i128 + 1));
+        if since >= until {
+            return Ok(out);
+        }
+        if !q.newest_first {
+            let all = FlowQuery {
+                limit: None,
+                ..q.clone()
+            };
+            let mut stream = self.stream_flows(&all).await?;
+            while let Some(f) = stream.next().await {
+                let f = f?;
+                out.scanned += 1;
+                if keep(&f) {
+                    out.flows.push(f);
+                    if out.flows.len() >= want {
+                        break;
+                    }
+                }
+                if out.scanned >= scan_limit {
+                    out.scan_limit_hit = true;
+                    break;
+                }
+            }
+            return Ok(out);
+        }
+        let mut window: i128 = 60_000_000_000;
+        let mut end = until;
+        while end > since && out.flows.len() < want && !out.scan_limit_hit {
+            let start = (end - window).max(since);
+            let part = FlowQuery {
+                since: Some(Timestamp::from_unix_nanos(start.max(0) as u64)),
+                until: Some(Timestamp::from_unix_nanos(end.max(0) as u64)),
+                limit: None,
+                newest_first: true,
+            };
+            let mut stream = self.stream_flows(&part).await?;
+            while let Some(f) = stream.next().await {
+                let f = f?;
+                out.scanned += 1;
+                if keep(&f) {
+                    out.flows.push(f);
+                    if out.flows.len() >= want {
+                        break;
+                    }
+                }
+                if out.scanned >= scan_limit {
+                    out.scan_limit_hit = true;
+                    break;
+                }
+            }
+            end = start;
+            window = (window * 2).min(3_600_000_000_000);
+        }
+        Ok(out)
     }
 
     async fn history_frame(&self, q: &FlowQuery) -> Result<DataFrame, QueryError> {
