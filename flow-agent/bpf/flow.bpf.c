@@ -137,6 +137,19 @@ struct {
 
 struct policy_key {
 	__u32 prefixlen;
+	/* From here on: the key of POLICY_EXACT. */
+	__u8 slot;
+	__u8 dir;
+	__u16 zero;
+	__u32 endpoint;
+	__u32 remote;
+	__u8 proto;
+	__u8 port_hi;
+	__u8 port_lo;
+	__u8 zero2;
+};
+
+struct policy_exact_key {
 	__u8 slot;
 	__u8 dir;
 	__u16 zero;
@@ -162,6 +175,18 @@ struct {
 	__type(key, struct policy_key);
 	__type(value, struct policy_value);
 } POLICY SEC(".maps");
+
+/* Entries with the full 120-bit prefix (one remote identity or the wildcard, one protocol, one
+ * port): the longest possible match, so a hit here is what the trie would answer. A hash keeps
+ * the common case O(1) however many rules there are; ranges, protocol-only and L3-only
+ * entries and the default-deny markers stay in the trie. Key: policy_key without prefixlen. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct policy_exact_key);
+	__type(value, struct policy_value);
+} POLICY_EXACT SEC(".maps");
 
 /* [0] = policy revision; 0 = no policy ever installed; the active slot is revision & 1. */
 struct {
@@ -657,13 +682,17 @@ __attribute__((noinline)) int webb_policy_verdict(struct policy_query *q, struct
 		dport = 0;
 	k.port_hi = dport >> 8;
 	k.port_lo = dport & 0xff;
-	hit = bpf_map_lookup_elem(&POLICY, &k);
+	hit = bpf_map_lookup_elem(&POLICY_EXACT, &k.slot);
+	if (!hit)
+		hit = bpf_map_lookup_elem(&POLICY, &k);
 	if (hit) {
 		exact = *hit;
 		has_exact = 1;
 	}
 	k.remote = 0;
-	hit = bpf_map_lookup_elem(&POLICY, &k);
+	hit = bpf_map_lookup_elem(&POLICY_EXACT, &k.slot);
+	if (!hit)
+		hit = bpf_map_lookup_elem(&POLICY, &k);
 	if (hit) {
 		wild = *hit;
 		has_wild = 1;
@@ -910,6 +939,30 @@ SEC("classifier/egress")
 int webb_tc_egress(struct __sk_buff *skb)
 {
 	return handle(skb, WEBB_DIR_EGRESS);
+}
+
+/* Benchmark probe: the policy decision of a new connection alone (parse, two ipcache lookups,
+ * the policy lookups), without conntrack or records, so its cost can be measured against the
+ * number of rules. Same verdict function and maps as the observers. */
+SEC("classifier/policy_probe")
+int webb_tc_policy_probe(struct __sk_buff *skb)
+{
+	struct ct_entry e = {};
+	struct pkt p;
+
+	__builtin_memset(&p, 0, sizeof(p));
+	if (parse(skb, &p) < 0 || p.family == 0)
+		return TC_ACT_UNSPEC;
+	struct policy_query q = {
+		.src_id = ipcache_lookup(p.saddr),
+		.dst_id = ipcache_lookup(p.daddr),
+		.rev = policy_revision(),
+		.dport = p.dport,
+		.hook_dir = WEBB_DIR_EGRESS,
+		.proto = p.proto,
+	};
+	webb_policy_verdict(&q, &e);
+	return e.verdict == WEBB_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 /* Baseline for the benchmark: the cost of the test-run harness itself. */

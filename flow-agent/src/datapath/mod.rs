@@ -139,6 +139,9 @@ impl Default for DatapathConfig {
     }
 }
 
+/// Prefix of a policy entry with every key bit fixed (it lives in the exact hash).
+const POLICY_FULL_PREFIX: u32 = 120;
+
 /// Time an inactive policy slot is left alone after a switch before it is rewritten: far more
 /// than any program run that may still be reading it (they take well under a microsecond and
 /// cannot sleep).
@@ -234,6 +237,8 @@ pub enum TcProgram {
     Egress,
     /// An empty classifier: the test-run harness's own cost (benchmark baseline).
     Empty,
+    /// The policy decision of a new connection alone (benchmark of the policy lookup).
+    PolicyProbe,
 }
 
 impl TcProgram {
@@ -242,6 +247,7 @@ impl TcProgram {
             TcProgram::Ingress => "webb_tc_ingress",
             TcProgram::Egress => "webb_tc_egress",
             TcProgram::Empty => "webb_tc_empty",
+            TcProgram::PolicyProbe => "webb_tc_policy_probe",
         }
     }
 }
@@ -328,6 +334,7 @@ pub struct Datapath {
     kdrop_link: Option<TracePointLink>,
     policy_rev: u32,
     policy_slots: [Vec<(u32, [u8; 16])>; 2],
+    policy_exact: BpfHashMap<MapData, [u8; 16], [u8; 8]>,
     policy_switched: Option<std::time::Instant>,
 }
 
@@ -387,6 +394,13 @@ impl Datapath {
                 name: "EVENTS".into(),
             }),
         })?;
+        let exact_map = ebpf.take_map("POLICY_EXACT").ok_or(DatapathError::Map {
+            map: "POLICY_EXACT",
+            source: Box::new(aya::maps::MapError::InvalidName {
+                name: "POLICY_EXACT".into(),
+            }),
+        })?;
+        let policy_exact = BpfHashMap::try_from(exact_map).map_err(map_err("POLICY_EXACT"))?;
         let ring = match transport {
             Transport::Perf => RingState::IdlePerf(open_perf(events_map, config.perf_pages)?),
             _ => RingState::Idle(RingBuf::try_from(events_map).map_err(map_err("EVENTS"))?),
@@ -402,6 +416,7 @@ impl Datapath {
             kdrop_link: None,
             policy_rev: 0,
             policy_slots: [Vec::new(), Vec::new()],
+            policy_exact,
             policy_switched: None,
         };
         if dp.config.kernel_drops {
@@ -677,10 +692,15 @@ impl Datapath {
             )));
         }
         let per_slot = (self.config.policy_entries / 2) as usize;
-        if compiled.entries.len() > per_slot {
+        let full = compiled
+            .entries
+            .iter()
+            .filter(|e| e.prefix_len == POLICY_FULL_PREFIX)
+            .count();
+        let most = full.max(compiled.entries.len() - full);
+        if most > per_slot {
             return Err(DatapathError::Config(format!(
-                "policy needs {} map entries, at most {per_slot} fit (raise the policy map size)",
-                compiled.entries.len()
+                "policy needs {most} entries in one map, at most {per_slot} fit (raise the policy map size)"
             )));
         }
         let slot = (rev & 1) as usize;
@@ -693,26 +713,48 @@ impl Datapath {
         }
         let old = std::mem::take(&mut self.policy_slots[slot]);
         let mut keys = Vec::with_capacity(compiled.entries.len());
-        {
-            let mut trie: LpmTrie<_, [u8; 16], [u8; 8]> = self.map_mut("POLICY")?;
-            for (plen, key) in old {
-                match trie.remove(&Key::new(plen, key)) {
-                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                    Err(e) => return Err(map_err("POLICY")(e)),
-                }
+        // Full-prefix entries go to the exact hash, the rest to the trie (see flow.bpf.c).
+        let exact = |plen: u32| plen == POLICY_FULL_PREFIX;
+        let hash = &mut self.policy_exact;
+        let trie_map = self.ebpf.map_mut("POLICY").ok_or(DatapathError::Map {
+            map: "POLICY",
+            source: Box::new(aya::maps::MapError::InvalidName {
+                name: "POLICY".into(),
+            }),
+        })?;
+        let mut trie: LpmTrie<_, [u8; 16], [u8; 8]> =
+            LpmTrie::try_from(trie_map).map_err(map_err("POLICY"))?;
+        for (plen, key) in old {
+            let removed = if exact(plen) {
+                hash.remove(&key)
+            } else {
+                trie.remove(&Key::new(plen, key))
+            };
+            match removed {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("POLICY")(e)),
             }
-            for e in &compiled.entries {
-                let mut key = e.key;
-                key[0] = slot as u8;
-                if let Err(err) = trie.insert(&Key::new(e.prefix_len, key), e.value, 0) {
-                    // Leave no stray half-filled slot behind.
-                    for (plen, k) in &keys {
+        }
+        for e in &compiled.entries {
+            let mut key = e.key;
+            key[0] = slot as u8;
+            let r = if exact(e.prefix_len) {
+                hash.insert(key, e.value, 0)
+            } else {
+                trie.insert(&Key::new(e.prefix_len, key), e.value, 0)
+            };
+            if let Err(err) = r {
+                // Leave no stray half-filled slot behind.
+                for (plen, k) in &keys {
+                    if exact(*plen) {
+                        let _ = hash.remove(k);
+                    } else {
                         let _ = trie.remove(&Key::new(*plen, *k));
                     }
-                    return Err(map_err("POLICY")(err));
                 }
-                keys.push((e.prefix_len, key));
+                return Err(map_err("POLICY")(err));
             }
+            keys.push((e.prefix_len, key));
         }
         let mut state: aya::maps::Array<_, u32> = self.map_mut("POLICY_STATE")?;
         state.set(0, rev, 0).map_err(map_err("POLICY_STATE"))?;
@@ -870,6 +912,7 @@ fn load_object(config: &DatapathConfig, transport: Transport) -> Result<Ebpf, Da
         .override_global("cfg_kdrop_all_netns", &kdrop_all, true)
         .override_global("cfg_policy_audit", &audit, true)
         .map_max_entries("POLICY", config.policy_entries)
+        .map_max_entries("POLICY_EXACT", config.policy_entries)
         .map_max_entries("CT", config.ct_entries)
         .map_max_entries("IPCACHE", config.ipcache_entries);
     let object = if transport == Transport::Perf {
@@ -882,7 +925,12 @@ fn load_object(config: &DatapathConfig, transport: Transport) -> Result<Ebpf, Da
     let mut ebpf = loader
         .load(object)
         .map_err(|e| DatapathError::Load(Box::new(e)))?;
-    for p in [TcProgram::Ingress, TcProgram::Egress, TcProgram::Empty] {
+    for p in [
+        TcProgram::Ingress,
+        TcProgram::Egress,
+        TcProgram::Empty,
+        TcProgram::PolicyProbe,
+    ] {
         let name = p.name();
         classifier(&mut ebpf, name)?
             .load()
