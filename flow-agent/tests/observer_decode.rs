@@ -533,3 +533,123 @@ fn unknown_addresses_in_ipv6_are_printed_canonically() {
         .flow;
     assert_eq!(f.ip.unwrap().source, "2001:2:0:9::1");
 }
+
+/// Policy names of a compiled revision, as the agent hands them to the decoder.
+fn decoder_with_policy(yaml: &str) -> (Decoder, Arc<flow_agent::policy::PolicyView>) {
+    use flow_agent::policy::{self, CidrIdentities, PolicyView};
+    let mut d = decoder();
+    let eps = Endpoints::parse(EPS, "eps.yaml", "vn1").unwrap();
+    let pols = policy::parse(yaml, "p.yaml").unwrap();
+    let c = policy::compile(&pols, &eps, &CidrIdentities::default(), 1).unwrap();
+    let view = Arc::new(PolicyView::default().with(c.generation.clone()));
+    d.set_policy(view.clone());
+    (d, view)
+}
+
+fn rule_id(view: &flow_agent::policy::PolicyView, action: flow_agent::policy::RuleAction) -> u32 {
+    let g = view.newest().unwrap();
+    let idx = g.rule_sets.iter().position(|r| r.action == action).unwrap();
+    g.rule_id(idx)
+}
+
+const WEB_EGRESS: &str = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web-out, namespace: shop}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n  egress:\n    - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: store}}]\n      toPorts: [{ports: [{port: '8080', protocol: TCP}]}]\n";
+
+#[test]
+fn an_allowed_connection_names_its_policy_in_egress_allowed_by() {
+    use flow_agent::policy::RuleAction;
+    let (mut d, view) = decoder_with_policy(WEB_EGRESS);
+    let ev = RawEvent {
+        kind: EventKind::PolicyVerdict,
+        match_type: MatchType::L3L4,
+        rule_id: rule_id(&view, RuleAction::Allow),
+        ..syn()
+    };
+    let f = d.decode(&ev).flow;
+    assert_eq!(f.verdict, flow::Verdict::Forwarded as i32);
+    assert_eq!(f.event_type.as_ref().unwrap().r#type, 5);
+    assert_eq!(f.policy_match_type, 2);
+    assert_eq!(f.egress_allowed_by.len(), 1);
+    let p = &f.egress_allowed_by[0];
+    assert_eq!(
+        (
+            p.name.as_str(),
+            p.namespace.as_str(),
+            p.kind.as_str(),
+            p.revision
+        ),
+        ("web-out", "shop", "CiliumNetworkPolicy", 1)
+    );
+    assert!(
+        p.labels
+            .contains(&"k8s:io.cilium.k8s.policy.name=web-out".to_string())
+    );
+    assert!(f.ingress_allowed_by.is_empty() && f.policy_log.is_empty());
+    // Later flows of the connection carry the cached rule: named too.
+    let trace = d
+        .decode(&RawEvent {
+            rule_id: ev.rule_id,
+            ..syn_ack()
+        })
+        .flow;
+    assert_eq!(trace.egress_allowed_by, f.egress_allowed_by);
+}
+
+#[test]
+fn a_default_deny_drop_is_attributed_in_policy_log_and_in_the_extras_only() {
+    use flow_agent::policy::RuleAction;
+    let (mut d, view) = decoder_with_policy(WEB_EGRESS);
+    let ev = RawEvent {
+        kind: EventKind::Drop,
+        verdict: Verdict::Drop,
+        drop_reason: 133,
+        dport: 9999,
+        rule_id: rule_id(&view, RuleAction::DefaultDeny),
+        ..syn()
+    };
+    let r = d.decode(&ev);
+    assert_eq!(r.flow.drop_reason_desc, DropReason::PolicyDenied as i32);
+    assert!(
+        r.flow.egress_denied_by.is_empty(),
+        "Hubble leaves default deny blank"
+    );
+    assert_eq!(r.flow.policy_log.len(), 1);
+    let line = &r.flow.policy_log[0];
+    assert!(
+        line.starts_with("default deny: egress of ")
+            && line.contains(" is selected by shop/web-out; no rule allows ")
+            && line.ends_with(" on TCP/9999"),
+        "{line}"
+    );
+    let dd = r
+        .extras
+        .as_ref()
+        .and_then(|x| x.default_deny.clone())
+        .unwrap();
+    assert_eq!(dd.policies, ["shop/web-out"]);
+    assert_eq!(dd.direction, TrafficDirection::Egress as i32);
+    assert!(
+        r.flow_for(false, false).extensions.is_none(),
+        "plain clients: no Any"
+    );
+}
+
+#[test]
+fn an_audited_verdict_is_audit_and_a_deny_names_the_denying_policy() {
+    use flow_agent::policy::RuleAction;
+    let (mut d, view) = decoder_with_policy(
+        "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: no-8080}\nspec:\n  endpointSelector: {}\n  egressDeny: [{toPorts: [{ports: [{port: '8080'}]}]}]\n",
+    );
+    let ev = RawEvent {
+        kind: EventKind::PolicyVerdict,
+        verdict: Verdict::Audit,
+        drop_reason: 181,
+        rule_id: rule_id(&view, RuleAction::Deny),
+        ..syn()
+    };
+    let f = d.decode(&ev).flow;
+    assert_eq!(f.verdict, flow::Verdict::Audit as i32);
+    assert_eq!(f.drop_reason_desc, 0, "audited packets are not dropped");
+    assert_eq!(f.egress_denied_by[0].name, "no-8080");
+    assert_eq!(f.egress_denied_by[0].kind, "CiliumClusterwideNetworkPolicy");
+    assert!(f.egress_denied_by[0].namespace.is_empty());
+}

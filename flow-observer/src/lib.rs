@@ -21,8 +21,8 @@ pub mod stored;
 
 pub use fieldmask::{FlowMask, MaskError};
 pub use observer::{
-    NodeCounts, NodesSource, Observed, ObserverMetrics, ObserverService, VERSION, VersionHeader,
-    stage,
+    History, HistoryRequest, NodeCounts, NodesSource, Observed, ObserverMetrics, ObserverService,
+    VERSION, VersionHeader, stage,
 };
 pub use peer::{PeerInfo, PeerService};
 pub use query::FlowQuery;

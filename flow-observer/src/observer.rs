@@ -102,6 +102,33 @@ pub trait NodesSource: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
+/// Which stored flows a GetFlows request needs from history (everything older than the ring).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRequest {
+    /// Unix ns, inclusive (`None`: from the oldest stored flow).
+    pub since: Option<i128>,
+    /// Unix ns, exclusive: the oldest flow still in the ring, or the request's `until`.
+    pub until: Option<i128>,
+    /// Matching flows wanted at most (`None`: all).
+    pub limit: Option<u64>,
+    /// The newest `limit` (Hubble's `--last N`) rather than the oldest (`--first N`, `--since`).
+    pub newest_first: bool,
+}
+
+/// Flows older than the ring (the relay's flow store). A request that wants more than the
+/// ring holds (`since` before its oldest flow, `--last N` beyond it, `--first N`) reads here
+/// first and continues seamlessly with the ring, then live.
+#[tonic::async_trait]
+pub trait History: Send + Sync + std::fmt::Debug + 'static {
+    /// Flows `filters` accept, oldest first (also when `newest_first` chose which), their
+    /// Webb extras attached in `extensions` as stored.
+    async fn flows(
+        &self,
+        request: HistoryRequest,
+        filters: flow_filter::FlowFilters,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Flow, Status>>, Status>;
+}
+
 /// The ring and counters, shared by the single writer and every API call.
 #[derive(Debug)]
 pub struct Observed {
@@ -268,6 +295,7 @@ pub struct ObserverService {
     version: Arc<str>,
     version_header: VersionHeader,
     nodes: Option<Arc<dyn NodesSource>>,
+    history: Option<Arc<dyn History>>,
 }
 
 impl ObserverService {
@@ -277,6 +305,7 @@ impl ObserverService {
             version: VERSION.into(),
             version_header: VersionHeader::Server,
             nodes: None,
+            history: None,
         }
     }
 
@@ -294,6 +323,12 @@ impl ObserverService {
     /// Serves GetNodes (and node counts in ServerStatus) from `nodes`.
     pub fn with_nodes(mut self, nodes: Arc<dyn NodesSource>) -> Self {
         self.nodes = Some(nodes);
+        self
+    }
+
+    /// Reads flows older than the ring from `history`.
+    pub fn with_history(mut self, history: Arc<dyn History>) -> Self {
+        self.history = Some(history);
         self
     }
 
@@ -363,10 +398,20 @@ fn ring_loss(count: u64) -> LostEvent {
     }
 }
 
-/// Streams one GetFlows request from the ring into `tx` until done or the client leaves.
+/// Time of the oldest flow in the ring (`None` when it holds none).
+fn oldest_flow_ns(ring: &Ring<RingEvent>) -> Option<i128> {
+    (ring.oldest()..ring.head()).find_map(|seq| match ring.get(seq).ok()?.as_ref() {
+        RingEvent::Flow(f) => Some(f.time_ns()),
+        _ => None,
+    })
+}
+
+/// Streams one GetFlows request from history (when it needs any), then the ring, into `tx`
+/// until done or the client leaves.
 /// Lost events and node status are never filtered nor counted against `number`.
 async fn serve_flows(
     state: Arc<Observed>,
+    history: Option<Arc<dyn History>>,
     query: FlowQuery,
     preamble: Vec<NodeStatusEvent>,
     tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
@@ -379,12 +424,40 @@ async fn serve_flows(
         }
     }
     let ring = state.ring.clone();
-    let start = query.start(&ring);
+    let (start, in_ring) = query.start_and_count(&ring);
     // A non-following request reads what the ring held when it arrived.
     let end = ring.head();
+    let mut sent = 0u64;
+    if let Some(history) = &history
+        && let Some(request) = query.history_request(oldest_flow_ns(&ring), in_ring)
+    {
+        match history.flows(request, query.filters.clone()).await {
+            Ok(mut flows) => {
+                use futures::StreamExt;
+                while let Some(flow) = flows.next().await {
+                    let r = match flow {
+                        Ok(mut flow) => {
+                            let extras = webb_proto::extras::unpack(&flow).and_then(Result::ok);
+                            webb_proto::extras::strip(&mut flow);
+                            sent += 1;
+                            Ok(query.response(&node, &flow, extras.as_ref()))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let failed = r.is_err();
+                    if tx.send(r).await.is_err() || failed {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
     let mut reader = RingReader::new(ring, start);
     let mut losses = LossReporter::new(LossReporter::HUBBLE_INTERVAL);
-    let mut sent = 0u64;
     loop {
         if !query.follow && query.number != 0 && sent >= query.number {
             break;
@@ -480,7 +553,13 @@ impl Observer for ObserverService {
             .map(|n| n.stream_preamble())
             .unwrap_or_default();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(serve_flows(self.state.clone(), query, preamble, tx));
+        tokio::spawn(serve_flows(
+            self.state.clone(),
+            self.history.clone(),
+            query,
+            preamble,
+            tx,
+        ));
         Ok(self.versioned(Response::new(
             Box::pin(ReceiverStream::new(rx)) as Self::GetFlowsStream
         )))

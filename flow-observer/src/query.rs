@@ -10,6 +10,7 @@ use webb_proto::observer::{GetFlowsRequest, GetFlowsResponse, get_flows_response
 use webb_proto::webb_v1::FlowExtras;
 
 use crate::fieldmask::FlowMask;
+use crate::observer::HistoryRequest;
 use crate::ring::Ring;
 use crate::stored::{RingEvent, flow_for};
 
@@ -81,13 +82,19 @@ impl FlowQuery {
     /// write for a plain follow, else walking back from the newest until `number` matching flows
     /// (or, with `since`, the first older flow) are behind.
     pub fn start(&self, ring: &Ring<RingEvent>) -> u64 {
+        self.start_and_count(ring).0
+    }
+
+    /// [`start`](Self::start) and how many matching flows lie between it and the newest (only
+    /// counted for `--last N`: 0 otherwise).
+    pub fn start_and_count(&self, ring: &Ring<RingEvent>) -> (u64, u64) {
         let head = ring.head();
         let oldest = ring.oldest();
         if self.first && self.since.is_none() {
-            return oldest;
+            return (oldest, 0);
         }
         if self.follow && self.number == 0 && self.since.is_none() {
-            return head;
+            return (head, 0);
         }
         let mut count = 0u64;
         let mut start = oldest;
@@ -118,7 +125,54 @@ impl FlowQuery {
                 break;
             }
         }
-        start
+        (start, count)
+    }
+
+    /// What this request needs from history, given the time of the ring's oldest flow (`None`:
+    /// the ring holds none) and the matching flows `--last N` found in the ring:
+    /// - `--first N` and `--since T` (T before the ring) read forward from history up to the ring;
+    /// - `--last N` reads the newest `N − in_ring` older than the ring when the ring had fewer;
+    /// - a plain follow, or a request without `number` nor `since`, reads none (unbounded).
+    pub fn history_request(
+        &self,
+        ring_oldest_ns: Option<i128>,
+        in_ring: u64,
+    ) -> Option<HistoryRequest> {
+        let until = match (ring_oldest_ns, self.until) {
+            (Some(r), Some(u)) => Some(r.min(u.saturating_add(1))),
+            (Some(r), None) => Some(r),
+            (None, u) => u.map(|u| u.saturating_add(1)),
+        };
+        if let (Some(s), Some(u)) = (self.since, until)
+            && s >= u
+        {
+            return None;
+        }
+        let limit = (self.number != 0).then_some(self.number);
+        if self.first {
+            return Some(HistoryRequest {
+                since: self.since,
+                until,
+                limit,
+                newest_first: false,
+            });
+        }
+        match (self.since, limit) {
+            // With `since` the ring is read forward from it, and so is history.
+            (Some(since), limit) => Some(HistoryRequest {
+                since: Some(since),
+                until,
+                limit,
+                newest_first: false,
+            }),
+            (None, Some(n)) if in_ring < n => Some(HistoryRequest {
+                since: None,
+                until,
+                limit: Some(n - in_ring),
+                newest_first: true,
+            }),
+            _ => None,
+        }
     }
 
     /// The response for a matching flow: extras as the options ask, the field mask applied,

@@ -103,7 +103,7 @@ pub(crate) struct State {
 }
 
 /// Counters readable from the store at any time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StoreStats {
     pub appended: u64,
     pub lost_queue_full: u64,
@@ -154,6 +154,14 @@ pub struct FlowStore {
     tx: Option<SyncSender<Flow>>,
     ctl: mpsc::Sender<Control>,
     writer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for FlowStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowStore")
+            .field("dir", &self.shared.config.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FlowStore {

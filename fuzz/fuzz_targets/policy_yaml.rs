@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(p) => p,
         Err(e) => {
             let msg = e.to_string();
-            assert!(msg.starts_with("fuzz.yaml"), "error must name the file: {msg}");
+            assert!(
+                msg.starts_with("fuzz.yaml"),
+                "error must name the file: {msg}"
+            );
             if let PolicyError::Invalid { document, .. } = e {
                 assert!(document >= 1, "documents count from 1: {msg}");
             }
@@ -40,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let mut cidrs = CidrIdentities::default();
-    if cidrs.ensure(policies.iter().flat_map(|p| p.cidrs())).is_err() {
+    if cidrs
+        .ensure(policies.iter().flat_map(|p| p.cidrs()))
+        .is_err()
+    {
         return;
     }
     let Ok(a) = policy::compile(&policies, endpoints(), &cidrs, 1) else {
@@ -48,7 +54,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let b = policy::compile(&policies, endpoints(), &cidrs, 1).expect("compiles again");
     let key = |c: &policy::Compiled| {
-        let mut v: Vec<_> = c.entries.iter().map(|e| (e.prefix_len, e.key, e.value)).collect();
+        let mut v: Vec<_> = c
+            .entries
+            .iter()
+            .map(|e| (e.prefix_len, e.key, e.value))
+            .collect();
         v.sort();
         v
     };

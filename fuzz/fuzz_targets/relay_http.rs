@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    relay::l7::http::fuzz_http(data);
+    webb_l7::http::fuzz_http(data);
 });

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(tp) = relay::traceparent::parse_traceparent(data) {
+    if let Some(tp) = webb_l7::traceparent::parse_traceparent(data) {
         assert_eq!(tp.trace_id.len(), 32, "trace id is 32 hex digits");
         assert!(
             tp.trace_id

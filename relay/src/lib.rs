@@ -6,13 +6,15 @@
 //! [`privacy`]) → a sink; [`pipeline`] runs them all, and [`server`] puts the result in the relay's
 //! ring behind Hubble's Observer API.
 
-pub mod l7;
+pub mod api;
+// The L7 parsers live in their own crate; these names keep the relay's paths.
+pub use webb_l7 as l7;
+pub use webb_l7::{privacy, traceparent};
 pub mod merge;
+pub mod otlp;
 pub mod peers;
 pub mod pipeline;
-pub mod privacy;
 pub mod server;
-pub mod traceparent;
 
 pub mod metrics;
 #[cfg(test)]

@@ -5,10 +5,11 @@
 use anyhow::Context;
 use clap::Parser;
 use relay::l7::HttpConfig;
+use relay::metrics::{Metrics, MetricsConfig};
 use relay::peers::PoolConfig;
 use relay::pipeline::PipelineConfig;
 use relay::privacy::{DEFAULT_REDACTED_HEADERS, Redaction};
-use relay::server::{RelayConfig, RelayServer};
+use relay::server::{Outputs, RelayConfig, RelayServer};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,7 +48,39 @@ struct Args {
     /// HTTP connections tracked at once.
     #[arg(long, default_value_t = 65536)]
     max_connections: usize,
+    /// Address of the HTTP port: `/metrics` (Hubble's metrics port), `/healthz` and the JSON
+    /// API (`/api/v1/…`) for Grafana and scripts.
+    #[arg(long, default_value = "0.0.0.0:9965")]
+    http_listen: String,
+    /// Bearer token the JSON API requires (`/metrics` never does).
+    #[arg(long, env = "WEBB_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Metrics, in Hubble's `--metrics` syntax (`""` turns them off).
+    #[arg(long, default_value = DEFAULT_METRICS)]
+    metrics: String,
+    /// Series per metric; updates that would add more are counted, not applied.
+    #[arg(long, default_value_t = MetricsConfig::DEFAULT_MAX_SERIES)]
+    metrics_max_series: usize,
+    /// Flow history directory (Hive-partitioned Parquet); `none` keeps no history.
+    #[arg(long, default_value = "./webb-data")]
+    store_dir: String,
+    /// Delete stored flows older than this.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    retention: std::time::Duration,
+    /// Delete the oldest stored flows while the store is bigger than this many bytes.
+    #[arg(long)]
+    retention_bytes: Option<u64>,
+    /// Write this many synthetic flows (many pods, HTTP, DNS, drops) over the last hour into
+    /// the store at start, for demos and tests of the API without agents.
+    #[arg(long, default_value_t = 0)]
+    synthetic_flows: usize,
+    #[command(flatten)]
+    otlp: relay::otlp::OtlpArgs,
 }
+
+/// Hubble's usual set, with HTTP exemplars and workload context.
+const DEFAULT_METRICS: &str = "flow drop tcp port-distribution icmp policy \
+    httpV2:exemplars=true;labelsContext=source_namespace,source_workload,destination_namespace,destination_workload,traffic_direction";
 
 fn ring_capacity(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
@@ -64,9 +97,10 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    if args.peers.is_empty() && args.notify.is_empty() {
+    if args.peers.is_empty() && args.notify.is_empty() && args.synthetic_flows == 0 {
         anyhow::bail!("nothing to follow: give --peers host:port,… and/or --notify host:port");
     }
+    let outputs = outputs(&args)?;
     let config = RelayConfig {
         pipeline: PipelineConfig {
             pool: PoolConfig {
@@ -88,20 +122,122 @@ async fn main() -> anyhow::Result<()> {
         },
         ring_capacity: args.ring_capacity,
         node_name: args.node_name,
+        outputs: outputs.clone(),
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    let http_listener = tokio::net::TcpListener::bind(&args.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--http-listen)", args.http_listen))?;
+    if args.api_token.is_none()
+        && http_listener
+            .local_addr()
+            .is_ok_and(|a| !a.ip().is_loopback())
+    {
+        tracing::warn!(
+            http_listen = %args.http_listen,
+            "the JSON API (flows, SQL) is reachable beyond this host without a token: \
+             set --api-token or bind a loopback address"
+        );
+    }
     let server = RelayServer::start(config).await?;
-    tracing::info!(listen = %args.listen, "relay serving");
-    server
-        .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let router = relay::api::router(server.api_state(args.api_token.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut http_stop = stop_rx.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!(listen = %args.listen, http_listen = %args.http_listen, "relay serving");
+    server.serve(listener, stop_signal()).await?;
+    let _ = stop_tx.send(true);
+    let _ = http.await;
     let losses = server.losses().totals();
     let stats = server.shutdown().await;
+    if let Some(spans) = outputs.spans {
+        spans.shutdown().await;
+    }
+    if let Some(store) = outputs.store.and_then(|s| std::sync::Arc::into_inner(s)) {
+        // Whatever the writer still holds reaches Parquet before the process ends.
+        tokio::task::spawn_blocking(move || store.close()).await?;
+    }
     tracing::info!(?stats, ?losses, "relay stopped");
+    Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (systemd, kill, CI), so both end with the store flushed.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn outputs(args: &Args) -> anyhow::Result<Outputs> {
+    let metrics = if args.metrics.trim().is_empty() {
+        None
+    } else {
+        let mut config = MetricsConfig::from_flag(&args.metrics).context("--metrics")?;
+        config.max_series_per_metric = args.metrics_max_series;
+        Some(std::sync::Arc::new(
+            Metrics::new(&config).context("--metrics")?,
+        ))
+    };
+    let store = if args.store_dir == "none" {
+        None
+    } else {
+        let config = flow_store::StoreConfig {
+            retention_age: Some(args.retention),
+            retention_bytes: args.retention_bytes,
+            ..flow_store::StoreConfig::new(&args.store_dir)
+        };
+        let store = flow_store::FlowStore::open(config).with_context(|| {
+            format!(
+                "cannot open the flow store in {} (--store-dir)",
+                args.store_dir
+            )
+        })?;
+        if args.synthetic_flows > 0 {
+            write_synthetic(&store, args.synthetic_flows)?;
+        }
+        Some(std::sync::Arc::new(store))
+    };
+    let spans = match args.otlp.config() {
+        Some(config) => Some(relay::otlp::SpanExporter::start(config).context("--otlp-endpoint")?),
+        None => None,
+    };
+    Ok(Outputs {
+        metrics,
+        store,
+        spans,
+    })
+}
+
+/// `n` synthetic flows spread over the hour before now, flushed before the relay serves.
+fn write_synthetic(store: &flow_store::FlowStore, n: usize) -> anyhow::Result<()> {
+    let now = webb_proto::Timestamp::now();
+    let rate = (n as u64).div_ceil(3600).max(1);
+    let span_ns = n as u64 * 1_000_000_000 / rate;
+    let start =
+        webb_proto::Timestamp::from_unix_nanos((now.unix_nanos() as u64).saturating_sub(span_ns));
+    let generator = flow_store::generator::FlowGenerator::new(200, start, rate);
+    for i in 0..n {
+        store.append_blocking(generator.flow(i));
+    }
+    store.flush().context("writing synthetic flows")?;
+    tracing::info!(flows = n, "synthetic flows written to the store");
     Ok(())
 }

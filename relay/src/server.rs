@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use flow_observer::{
-    Health, NodeCounts, NodesSource, Observed, ObserverMetrics, ObserverService, Ring, Services,
-    VersionHeader,
+    Health, History, HistoryRequest, NodeCounts, NodesSource, Observed, ObserverMetrics,
+    ObserverService, Ring, Services, VersionHeader,
 };
+use futures::stream::BoxStream;
 use tokio::task::JoinHandle;
 use tonic::Status;
 use webb_proto::Timestamp;
@@ -21,7 +22,12 @@ use webb_proto::observer::observer_client::ObserverClient;
 use webb_proto::observer::{GetFlowsResponse, Node, ServerStatusRequest};
 use webb_proto::relay::{NodeState, NodeStatusEvent};
 
+use flow_store::FlowStore;
+use webb_proto::flow::Flow;
+
 use crate::l7::HttpStats;
+use crate::metrics::Metrics;
+use crate::otlp::{OtlpStats, STAGE_OTLP_EXPORT, STAGE_OTLP_QUEUE, SpanExporter};
 use crate::peers::NodeInfo;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineStats};
 
@@ -32,7 +38,12 @@ pub mod stage {
     /// HTTP heads skipped by the L7 stage (over the size bound, or never completed): the
     /// L3/L4 flows went on, their L7 flows are missing.
     pub const RELAY_L7_HTTP: &str = "relay_l7_http";
+    /// The relay's ring (queue depth only: a slow reader's loss is `hubble_ring_reader`).
+    pub const RELAY_RING: &str = "relay_ring";
 }
+
+/// Rows one `--last N` GetFlows may examine in the store before it answers with what it found.
+const HISTORY_SCAN_LIMIT: usize = 10_000_000;
 
 /// Hubble's relay lists at most this many unavailable nodes in ServerStatus.
 const MAX_UNAVAILABLE_NAMES: usize = 10;
@@ -52,6 +63,28 @@ pub struct RelayConfig {
     pub node_name: String,
     /// Each stage/node's drops are reported as a lost event at most this often.
     pub loss_interval: Duration,
+    /// Where every served flow also goes.
+    pub outputs: Outputs,
+}
+
+/// What the relay feeds besides its ring: metrics, the flow store, span export. Each is
+/// called synchronously for every flow and never blocks (bounded queues, counted drops).
+#[derive(Clone, Default)]
+pub struct Outputs {
+    pub metrics: Option<Arc<Metrics>>,
+    pub store: Option<Arc<FlowStore>>,
+    /// Network spans over OTLP.
+    pub spans: Option<SpanExporter>,
+}
+
+impl std::fmt::Debug for Outputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outputs")
+            .field("metrics", &self.metrics.is_some())
+            .field("store", &self.store.is_some())
+            .field("spans", &self.spans.is_some())
+            .finish()
+    }
 }
 
 impl Default for RelayConfig {
@@ -61,6 +94,7 @@ impl Default for RelayConfig {
             ring_capacity: flow_observer::MAX_CAPACITY,
             node_name: "webb-relay".into(),
             loss_interval: Duration::from_secs(1),
+            outputs: Outputs::default(),
         }
     }
 }
@@ -70,12 +104,16 @@ impl Default for RelayConfig {
 pub struct LossCounters {
     node_name: String,
     totals: Mutex<BTreeMap<(String, String), u64>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl LossCounters {
     fn add(&self, stage: &str, node: &str, count: u64) {
         if count == 0 {
             return;
+        }
+        if let Some(m) = &self.metrics {
+            m.record_stage_loss(stage, node, count);
         }
         let mut t = lock(&self.totals);
         *t.entry((stage.to_string(), node.to_string())).or_default() += count;
@@ -95,12 +133,77 @@ impl ObserverMetrics for LossCounters {
     fn lost(&self, stage: &str, count: u64) {
         self.add(stage, &self.node_name, count);
     }
+
+    fn ring_depth(&self, len: usize) {
+        if let Some(m) = &self.metrics {
+            m.set_queue_depth(stage::RELAY_RING, len as i64);
+        }
+    }
+}
+
+/// History for GetFlows: the flow store, behind the ring.
+#[derive(Debug)]
+struct StoreHistory {
+    store: Arc<FlowStore>,
+    /// Rows one `--last N` request may examine in the store.
+    scan_limit: usize,
+}
+
+fn timestamp(ns: i128) -> Timestamp {
+    Timestamp::from_unix_nanos(u64::try_from(ns).unwrap_or(0))
+}
+
+fn store_error(e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("reading flow history: {e}"))
+}
+
+#[tonic::async_trait]
+impl History for StoreHistory {
+    async fn flows(
+        &self,
+        request: HistoryRequest,
+        filters: flow_filter::FlowFilters,
+    ) -> Result<BoxStream<'static, Result<Flow, Status>>, Status> {
+        use futures::{StreamExt, TryStreamExt};
+        let q = flow_store::FlowQuery {
+            since: request.since.map(timestamp),
+            until: request.until.map(timestamp),
+            limit: request
+                .limit
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            newest_first: request.newest_first,
+        };
+        if request.newest_first {
+            let mut found = self
+                .store
+                .query_flows_matching(&q, self.scan_limit, |f| filters.matches(f))
+                .await
+                .map_err(store_error)?;
+            if found.scan_limit_hit {
+                tracing::warn!(
+                    scanned = found.scanned,
+                    "history scan stopped at its row bound; older matches are not returned"
+                );
+            }
+            found.flows.reverse();
+            return Ok(futures::stream::iter(found.flows.into_iter().map(Ok)).boxed());
+        }
+        let limit = q.limit.unwrap_or(usize::MAX);
+        let all = flow_store::FlowQuery { limit: None, ..q };
+        let stream = self.store.stream_flows(&all).await.map_err(store_error)?;
+        Ok(stream
+            .map_err(store_error)
+            .try_filter(move |f| futures::future::ready(filters.matches(f)))
+            .take(limit)
+            .boxed())
+    }
 }
 
 /// The single writer of the ring: the pipeline's sink and the loss reporter take turns.
 #[derive(Debug)]
 struct Writer {
     observed: Arc<Observed>,
+    outputs: Outputs,
     unflushed: usize,
     last_flush: Instant,
 }
@@ -108,9 +211,38 @@ struct Writer {
 impl Writer {
     fn push(&mut self, resp: GetFlowsResponse) {
         match resp.response_types {
-            Some(ResponseTypes::Flow(flow)) => self.observed.push_flow(&flow, None),
+            Some(ResponseTypes::Flow(mut flow)) => {
+                let out = &self.outputs;
+                if let Some(m) = &out.metrics {
+                    m.observe(&flow);
+                }
+                if let Some(spans) = &out.spans {
+                    spans.observe(&flow);
+                }
+                // Webb's extras travel beside the flow in the ring, so that a plain Hubble
+                // client never receives them; the store keeps them in their own columns.
+                let extras = webb_proto::extras::unpack(&flow).and_then(Result::ok);
+                match &out.store {
+                    Some(store) => {
+                        let bare = {
+                            let mut f = flow.clone();
+                            webb_proto::extras::strip(&mut f);
+                            f
+                        };
+                        self.observed.push_flow(&bare, extras.as_ref());
+                        store.try_append(flow);
+                    }
+                    None => {
+                        webb_proto::extras::strip(&mut flow);
+                        self.observed.push_flow(&flow, extras.as_ref());
+                    }
+                }
+            }
             Some(ResponseTypes::NodeStatus(ev)) => self.observed.push_node_status(ev),
             Some(ResponseTypes::LostEvents(ev)) => {
+                if let Some(m) = &self.outputs.metrics {
+                    m.record_lost_event(&ev);
+                }
                 self.observed.push_lost_from(&resp.node_name, ev);
             }
             // Agent and debug events are not part of the flow stream.
@@ -229,6 +361,7 @@ pub struct RelayServer {
     pipeline: SharedPipeline,
     services: Services,
     losses: Arc<LossCounters>,
+    outputs: Outputs,
     monitor: JoinHandle<()>,
 }
 
@@ -244,6 +377,7 @@ impl RelayServer {
         let ring = Ring::new(config.ring_capacity).context("the relay's ring")?;
         let losses = Arc::new(LossCounters {
             node_name: config.node_name.clone(),
+            metrics: config.outputs.metrics.clone(),
             ..Default::default()
         });
         let observed = Arc::new(Observed::new(
@@ -253,6 +387,7 @@ impl RelayServer {
         ));
         let writer = Arc::new(Mutex::new(Writer {
             observed: observed.clone(),
+            outputs: config.outputs.clone(),
             unflushed: 0,
             last_flush: Instant::now(),
         }));
@@ -260,17 +395,24 @@ impl RelayServer {
         let pipeline = Pipeline::start(config.pipeline, move |resp| lock(&sink_writer).push(resp));
         let pipeline: SharedPipeline = Arc::new(Mutex::new(Some(pipeline)));
         let health = Health::new(false).await;
-        let observer = ObserverService::new(observed)
+        let mut observer = ObserverService::new(observed)
             .with_version(format!("webb-relay {}", env!("CARGO_PKG_VERSION")))
             .with_version_header(VersionHeader::Relay)
             .with_nodes(Arc::new(PoolNodes {
                 pipeline: pipeline.clone(),
             }));
+        if let Some(store) = &config.outputs.store {
+            observer = observer.with_history(Arc::new(StoreHistory {
+                store: store.clone(),
+                scan_limit: HISTORY_SCAN_LIMIT,
+            }));
+        }
         let monitor = tokio::spawn(monitor(
             pipeline.clone(),
             writer,
             health.clone(),
             losses.clone(),
+            config.outputs.clone(),
             config.node_name,
             config.loss_interval,
         ));
@@ -282,6 +424,7 @@ impl RelayServer {
                 health,
             },
             losses,
+            outputs: config.outputs,
             monitor,
         })
     }
@@ -304,6 +447,37 @@ impl RelayServer {
         pool_nodes(&self.pipeline)
     }
 
+    /// The Observer's `ServerStatus` answer (ring, counts, nodes).
+    pub fn status(&self) -> webb_proto::observer::ServerStatusResponse {
+        self.services.observer.status()
+    }
+
+    /// Counters of the stages after the peer pool.
+    pub fn pipeline_stats(&self) -> PipelineStats {
+        lock(&self.pipeline)
+            .as_ref()
+            .map(Pipeline::stats)
+            .unwrap_or_default()
+    }
+
+    /// Metrics, store and other consumers fed with every flow.
+    pub fn outputs(&self) -> &Outputs {
+        &self.outputs
+    }
+
+    /// What the HTTP port serves from (`/metrics`, `/api/v1/*`).
+    pub fn api_state(&self, token: Option<String>) -> crate::api::ApiState {
+        let pipeline = self.pipeline.clone();
+        let observer = self.services.observer.clone();
+        crate::api::ApiState {
+            metrics: self.outputs.metrics.clone(),
+            store: self.outputs.store.clone(),
+            losses: self.losses.clone(),
+            status: Arc::new(move || status_json(&observer, &pipeline)),
+            token,
+        }
+    }
+
     /// Events lost per stage and node, as reported.
     pub fn losses(&self) -> &Arc<LossCounters> {
         &self.losses
@@ -320,11 +494,53 @@ impl RelayServer {
     }
 }
 
+/// The relay part of `/api/v1/status`.
+fn status_json(observer: &ObserverService, pipeline: &SharedPipeline) -> serde_json::Value {
+    let s = observer.status();
+    let nodes: Vec<serde_json::Value> = pool_nodes(pipeline)
+        .into_iter()
+        .map(|n| {
+            serde_json::json!({
+                "name": n.name,
+                "address": n.address,
+                "state": n.state.as_str_name(),
+                "received": n.received,
+                "dropped": n.dropped,
+                "last_error": n.last_error,
+            })
+        })
+        .collect();
+    let p = lock(pipeline)
+        .as_ref()
+        .map(Pipeline::stats)
+        .unwrap_or_default();
+    serde_json::json!({
+        "version": s.version,
+        "uptime_seconds": s.uptime_ns as f64 / 1e9,
+        "ring": {
+            "flows": s.num_flows,
+            "capacity": s.max_flows,
+            "seen": s.seen_flows,
+            "flows_per_second": s.flows_rate,
+        },
+        "connected_nodes": s.num_connected_nodes.unwrap_or_default(),
+        "unavailable_nodes": s.num_unavailable_nodes.unwrap_or_default(),
+        "nodes": nodes,
+        "pipeline": {
+            "emitted": p.emitted,
+            "http": format!("{:?}", p.http),
+        },
+    })
+}
+
 /// Turns the pipeline's cumulative drop counters into what is new since the last report.
 #[derive(Debug, Default)]
 struct LossTracker {
     queue: BTreeMap<String, u64>,
     http: u64,
+    store: BTreeMap<String, u64>,
+    spans_dropped: u64,
+    spans_rejected: u64,
 }
 
 /// Events lost at one stage of one node since the last report.
@@ -336,7 +552,14 @@ struct Loss {
 }
 
 impl LossTracker {
-    fn new_losses(&mut self, nodes: &[NodeInfo], http: &HttpStats, relay_node: &str) -> Vec<Loss> {
+    fn new_losses(
+        &mut self,
+        nodes: &[NodeInfo],
+        http: &HttpStats,
+        store: &[webb_proto::webb_v1::StageLoss],
+        spans: &OtlpStats,
+        relay_node: &str,
+    ) -> Vec<Loss> {
         let mut out = Vec::new();
         for n in nodes {
             let before = self.queue.entry(n.name.clone()).or_default();
@@ -357,6 +580,42 @@ impl LossTracker {
                 count: skipped - self.http,
             });
             self.http = skipped;
+        }
+        for l in store {
+            let before = self.store.entry(l.stage.clone()).or_default();
+            if l.lost > *before {
+                out.push(Loss {
+                    stage: if l.stage == flow_store::STAGE_QUEUE {
+                        flow_store::STAGE_QUEUE
+                    } else {
+                        flow_store::STAGE_WRITE
+                    },
+                    node: relay_node.to_string(),
+                    count: l.lost - *before,
+                });
+            }
+            *before = l.lost;
+        }
+        for (stage, now, before) in [
+            (
+                STAGE_OTLP_QUEUE,
+                spans.spans_dropped,
+                &mut self.spans_dropped,
+            ),
+            (
+                STAGE_OTLP_EXPORT,
+                spans.spans_rejected,
+                &mut self.spans_rejected,
+            ),
+        ] {
+            if now > *before {
+                out.push(Loss {
+                    stage,
+                    node: relay_node.to_string(),
+                    count: now - *before,
+                });
+                *before = now;
+            }
         }
         out
     }
@@ -386,6 +645,7 @@ async fn monitor(
     writer: Arc<Mutex<Writer>>,
     health: Health,
     losses: Arc<LossCounters>,
+    outputs: Outputs,
     relay_node: String,
     interval: Duration,
 ) {
@@ -416,7 +676,17 @@ async fn monitor(
             .as_ref()
             .map(Pipeline::stats)
             .unwrap_or_default();
-        let losses_now = tracker.new_losses(&nodes, &stats.http, &relay_node);
+        let store_loss = outputs.store.as_ref().map(|s| s.loss()).unwrap_or_default();
+        let span_stats = outputs
+            .spans
+            .as_ref()
+            .map(SpanExporter::stats)
+            .unwrap_or_default();
+        if let Some(m) = &outputs.metrics {
+            m.sweep(Instant::now());
+        }
+        let losses_now =
+            tracker.new_losses(&nodes, &stats.http, &store_loss, &span_stats, &relay_node);
         if losses_now.is_empty() {
             continue;
         }
@@ -459,23 +729,65 @@ mod tests {
         let mut t = LossTracker::default();
         let mut http = HttpStats::default();
         assert!(
-            t.new_losses(&[node("vn1", 0), node("vn2", 0)], &http, "relay")
-                .is_empty()
+            t.new_losses(
+                &[node("vn1", 0), node("vn2", 0)],
+                &http,
+                &[],
+                &OtlpStats::default(),
+                "relay"
+            )
+            .is_empty()
         );
         http.too_large = 2;
         http.incomplete = 1;
         assert_eq!(
-            t.new_losses(&[node("vn1", 5), node("vn2", 0)], &http, "relay"),
+            t.new_losses(
+                &[node("vn1", 5), node("vn2", 0)],
+                &http,
+                &[],
+                &OtlpStats::default(),
+                "relay"
+            ),
             [
                 loss(stage::RELAY_QUEUE, "vn1", 5),
                 loss(stage::RELAY_L7_HTTP, "relay", 3)
             ]
         );
         assert_eq!(
-            t.new_losses(&[node("vn1", 5), node("vn2", 4)], &http, "relay"),
+            t.new_losses(
+                &[node("vn1", 5), node("vn2", 4)],
+                &http,
+                &[],
+                &OtlpStats::default(),
+                "relay"
+            ),
             [loss(stage::RELAY_QUEUE, "vn2", 4)],
             "vn1 and the HTTP stage lost nothing more"
         );
+    }
+
+    #[test]
+    fn spans_dropped_by_the_export_queue_or_refused_by_the_receiver_are_relay_losses() {
+        let mut t = LossTracker::default();
+        let http = HttpStats::default();
+        let mut spans = OtlpStats {
+            spans_dropped: 4,
+            ..Default::default()
+        };
+        assert_eq!(
+            t.new_losses(&[], &http, &[], &spans, "relay"),
+            [loss(STAGE_OTLP_QUEUE, "relay", 4)]
+        );
+        spans.spans_dropped = 6;
+        spans.spans_rejected = 1;
+        assert_eq!(
+            t.new_losses(&[], &http, &[], &spans, "relay"),
+            [
+                loss(STAGE_OTLP_QUEUE, "relay", 2),
+                loss(STAGE_OTLP_EXPORT, "relay", 1)
+            ]
+        );
+        assert!(t.new_losses(&[], &http, &[], &spans, "relay").is_empty());
     }
 
     #[test]

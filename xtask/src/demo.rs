@@ -32,6 +32,8 @@ const AGENT_PORT: u16 = 4244;
 const METRICS_PORT: u16 = 9962;
 /// The relay on Hubble Relay's port, so a plain `webb observe` (or `hubble observe`) finds it.
 const RELAY_PORT: u16 = 4245;
+/// The relay's HTTP port (`/metrics`, the JSON API): Hubble's metrics port.
+const RELAY_HTTP_PORT: u16 = 9965;
 /// How long an agent or the relay may take to answer `webb status`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -280,12 +282,21 @@ fn run_stack(
             let out = fs::File::create(&log)?;
             let peers: Vec<&str> = agents.iter().map(|(_, a, _)| a.as_str()).collect();
             let mut cmd = Command::new(relay);
+            let store = work.join("store");
             cmd.args(["--listen", &addr, "--peers", &peers.join(",")])
+                .args(["--http-listen", &format!("127.0.0.1:{RELAY_HTTP_PORT}")])
+                .arg("--store-dir")
+                .arg(&store)
                 .stdin(Stdio::null())
                 .stdout(out.try_clone()?)
                 .stderr(out);
             children.spawn("relay", &mut cmd)?;
             wait_ready(stack.webb, "relay", &addr, &log, &mut children, stack.stop)?;
+            println!(
+                "relay: Observer API on {addr}; metrics at http://127.0.0.1:{RELAY_HTTP_PORT}/metrics, \
+                 JSON API at http://127.0.0.1:{RELAY_HTTP_PORT}/api/v1/status; flow history in {}",
+                store.display()
+            );
             addr
         }
         None => {

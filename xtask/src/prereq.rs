@@ -74,6 +74,12 @@ pub const PREREQS: &[Prereq] = &[
         needed_once: Some("relay/Cargo.toml"),
     },
     Prereq {
+        probe: Probe::Program("tmux"),
+        package: "tmux",
+        why: "drives the real `webb tui` in a real terminal in tests",
+        needed_once: Some("tui/tests/tmux.rs"),
+    },
+    Prereq {
         probe: Probe::Program("chromium"),
         package: "chromium",
         why: "browser tests of the Grafana plugin",

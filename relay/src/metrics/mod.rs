@@ -96,6 +96,14 @@ pub struct Metrics {
     registry: Registry,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("series", &self.series_count())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Plugin {
     kind: PluginKind,
     ctx: ContextOptions,

@@ -1,7 +1,10 @@
 //! The L7 stage: turns captured payload into Hubble L7 flows and removes the payload from
-//! every flow that leaves it.
+//! every flow that leaves it. Its own crate (no runtime, no store) so that the parsers are
+//! fuzzed and benchmarked without building the rest of the relay.
 
 pub mod http;
+pub mod privacy;
+pub mod traceparent;
 
 use webb_proto::extras;
 use webb_proto::flow::Flow;
