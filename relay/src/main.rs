@@ -162,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(spans) = outputs.spans {
         spans.shutdown().await;
     }
-    if let Some(store) = outputs.store.and_then(|s| std::sync::Arc::into_inner(s)) {
+    if let Some(store) = outputs.store.and_then(std::sync::Arc::into_inner) {
         // Whatever the writer still holds reaches Parquet before the process ends.
         tokio::task::spawn_blocking(move || store.close()).await?;
     }

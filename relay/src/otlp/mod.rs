@@ -472,12 +472,11 @@ async fn run(
     }
     // Shutdown: one attempt per batch, all within the flush deadline.
     let flush = async {
-        if let Some(h) = held.take() {
-            if let Outcome::Retry =
+        if let Some(h) = held.take()
+            && let Outcome::Retry =
                 export(&mut client, &shared, &h.request, h.spans, &config, &mut log).await
-            {
-                shared.dropped.fetch_add(h.spans, Ordering::Relaxed);
-            }
+        {
+            shared.dropped.fetch_add(h.spans, Ordering::Relaxed);
         }
         loop {
             let spans = shared.take(batch);
