@@ -424,13 +424,19 @@ async fn serve_flows(
         }
     }
     let ring = state.ring.clone();
-    let (start, in_ring) = query.start_and_count(&ring);
+    // With history, flows older than the ring's oldest slot are history's to send: the relay
+    // stores every flow it rings, so a late flow (older than its ring neighbours) would
+    // otherwise come twice, once from each. Taken once, before the ring can move.
+    let history_cut = history.as_ref().and_then(|_| oldest_flow_ns(&ring));
+    let (start, in_ring) = query.start_and_count(&ring, history_cut);
     // A non-following request reads what the ring held when it arrived.
     let end = ring.head();
     let mut sent = 0u64;
+    let mut history_read = false;
     if let Some(history) = &history
-        && let Some(request) = query.history_request(oldest_flow_ns(&ring), in_ring)
+        && let Some(request) = query.history_request(history_cut, in_ring)
     {
+        history_read = true;
         match history.flows(request, query.filters.clone()).await {
             Ok(mut flows) => {
                 use futures::StreamExt;
@@ -489,7 +495,7 @@ async fn serve_flows(
                 losses.record(count);
                 None
             }
-            Some(Step::Entry(_, ev)) => match ev.as_ref() {
+            Some(Step::Entry(seq, ev)) => match ev.as_ref() {
                 RingEvent::Lost { node_name, event } => Some(lost_response(node_name, *event)),
                 RingEvent::NodeStatus { time, event } => {
                     Some(node_status_response(&node, *time, event.clone()))
@@ -501,6 +507,11 @@ async fn serve_flows(
                     }
                     if query.until.is_some_and(|u| t > u) {
                         break;
+                    }
+                    // History sent these already; flows that arrive after the request are
+                    // live, whatever their time.
+                    if history_read && seq < end && history_cut.is_some_and(|cut| t < cut) {
+                        continue;
                     }
                     match (stored.flow(), stored.extras()) {
                         (Ok(flow), Ok(extras)) => query.matches(&flow).then(|| {

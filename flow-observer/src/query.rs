@@ -82,12 +82,13 @@ impl FlowQuery {
     /// write for a plain follow, else walking back from the newest until `number` matching flows
     /// (or, with `since`, the first older flow) are behind.
     pub fn start(&self, ring: &Ring<RingEvent>) -> u64 {
-        self.start_and_count(ring).0
+        self.start_and_count(ring, None).0
     }
 
     /// [`start`](Self::start) and how many matching flows lie between it and the newest (only
-    /// counted for `--last N`: 0 otherwise).
-    pub fn start_and_count(&self, ring: &Ring<RingEvent>) -> (u64, u64) {
+    /// counted for `--last N`: 0 otherwise). Flows older than `history_cut` (those history
+    /// serves: see `serve_flows`) are walked over but not counted.
+    pub fn start_and_count(&self, ring: &Ring<RingEvent>, history_cut: Option<i128>) -> (u64, u64) {
         let head = ring.head();
         let oldest = ring.oldest();
         if self.first && self.since.is_none() {
@@ -117,6 +118,9 @@ impl FlowQuery {
                     start = seq + 1;
                     break;
                 }
+                continue;
+            }
+            if history_cut.is_some_and(|cut| r.time_ns() < cut) {
                 continue;
             }
             count += 1;

@@ -14,8 +14,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -97,6 +98,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(api)
+        // After every route, so that it applies to all of them (axum still sets `Allow`).
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: format!(
+                    "{method} is not allowed on {}: see the Allow header",
+                    uri.path()
+                ),
+            }
+        })
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
@@ -257,6 +268,11 @@ fn filter_list(
     }
 }
 
+/// A query string that does not decode (e.g. a parameter given twice) as a JSON error.
+fn query_error(e: QueryRejection) -> ApiError {
+    ApiError::bad_request(format!("query string: {}", e.body_text()))
+}
+
 fn flag(name: &str, text: Option<&str>) -> Result<bool, ApiError> {
     match text {
         None | Some("") | Some("false") | Some("0") => Ok(false),
@@ -269,8 +285,9 @@ fn flag(name: &str, text: Option<&str>) -> Result<bool, ApiError> {
 
 async fn flows(
     State(state): State<ApiState>,
-    Query(p): Query<FlowsParams>,
+    query: Result<Query<FlowsParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
     let store = state.store.clone().ok_or_else(ApiError::no_store)?;
     let (since, until) = range(p.since.as_deref(), p.until.as_deref())?;
     let limit = match p.limit.as_deref() {
@@ -286,8 +303,13 @@ async fn flows(
     };
     let allow = filter_list("filter", p.filter.as_deref())?;
     let deny = filter_list("blacklist", p.blacklist.as_deref())?;
-    let filters = FlowFilters::compile(&allow, &deny)
-        .map_err(|e| ApiError::bad_request(format!("filter: {e}")))?;
+    let filters = FlowFilters::compile(&allow, &deny).map_err(|e| {
+        let name = match e.list {
+            flow_filter::FilterList::Blacklist => "blacklist",
+            _ => "filter",
+        };
+        ApiError::bad_request(format!("{name}: {e}"))
+    })?;
     let with_extras = flag("extras", p.extras.as_deref())?;
     let q = FlowQuery {
         since: Some(since),
@@ -327,8 +349,9 @@ struct MapParams {
 
 async fn service_map(
     State(state): State<ApiState>,
-    Query(p): Query<MapParams>,
+    query: Result<Query<MapParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
     let store = state.store.clone().ok_or_else(ApiError::no_store)?;
     let (since, until) = range(p.since.as_deref(), p.until.as_deref())?;
     let map = store

@@ -166,6 +166,9 @@ struct Shared {
     dropped: AtomicU64,
     rejected: AtomicU64,
     export_errors: AtomicU64,
+    /// Spans taken from the queue whose outcome is not counted yet: the batch being exported
+    /// or held for retry. Whatever is left of it at shutdown is counted as dropped.
+    outstanding: AtomicU64,
 }
 
 impl Shared {
@@ -209,6 +212,20 @@ impl Shared {
 
     fn depth(&self) -> usize {
         self.lock().len()
+    }
+
+    /// A batch for the export task: out of the queue, outstanding until its outcome is counted.
+    fn take_batch(&self, n: usize) -> Vec<SpanRecord> {
+        let spans = self.take(n);
+        self.outstanding
+            .fetch_add(spans.len() as u64, Ordering::Relaxed);
+        spans
+    }
+
+    /// `n` outstanding spans are lost.
+    fn drop_outstanding(&self, n: u64) {
+        self.outstanding.fetch_sub(n, Ordering::Relaxed);
+        self.dropped.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -257,6 +274,7 @@ impl SpanExporter {
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             export_errors: AtomicU64::new(0),
+            outstanding: AtomicU64::new(0),
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(
@@ -324,14 +342,18 @@ impl SpanExporter {
         shared.closed.store(true, Ordering::Relaxed);
         let _ = self.inner.stop.send(true);
         let task = self.inner.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
+        if let Some(mut task) = task {
             // The task bounds its own flush; this bound only guards against a stuck runtime.
             let grace = self.inner.shutdown_timeout + Duration::from_secs(1);
-            if tokio::time::timeout(grace, task).await.is_err() {
-                tracing::warn!("OTLP export task did not stop in time");
+            if tokio::time::timeout(grace, &mut task).await.is_err() {
+                tracing::warn!("OTLP export task did not stop in time; aborted");
+                task.abort();
+                let _ = task.await;
             }
         }
-        let left = shared.take(usize::MAX).len() as u64;
+        // The queue's rest, and the batch the task was exporting or holding when it ended.
+        let left =
+            shared.take(usize::MAX).len() as u64 + shared.outstanding.swap(0, Ordering::Relaxed);
         shared.dropped.fetch_add(left, Ordering::Relaxed);
         let stats = self.stats();
         tracing::info!(
@@ -439,11 +461,11 @@ async fn run(
                 }
                 Some(h) => {
                     // Newer spans were dropped while this waited: it goes too (oldest first).
-                    shared.dropped.fetch_add(h.spans, Ordering::Relaxed);
+                    shared.drop_outstanding(h.spans);
                     continue;
                 }
                 None => {
-                    let spans = shared.take(batch);
+                    let spans = shared.take_batch(batch);
                     if spans.is_empty() {
                         break;
                     }
@@ -472,14 +494,18 @@ async fn run(
     }
     // Shutdown: one attempt per batch, all within the flush deadline.
     let flush = async {
-        if let Some(h) = held.take()
-            && let Outcome::Retry =
+        if let Some(h) = held.take() {
+            if shared.dropped.load(Ordering::Relaxed) != h.dropped_then {
+                // Newer spans were dropped while this waited: it goes too (oldest first).
+                shared.drop_outstanding(h.spans);
+            } else if let Outcome::Retry =
                 export(&mut client, &shared, &h.request, h.spans, &config, &mut log).await
-        {
-            shared.dropped.fetch_add(h.spans, Ordering::Relaxed);
+            {
+                shared.drop_outstanding(h.spans);
+            }
         }
         loop {
-            let spans = shared.take(batch);
+            let spans = shared.take_batch(batch);
             if spans.is_empty() {
                 break;
             }
@@ -488,7 +514,7 @@ async fn run(
             if let Outcome::Retry =
                 export(&mut client, &shared, &request, n, &config, &mut log).await
             {
-                shared.dropped.fetch_add(n, Ordering::Relaxed);
+                shared.drop_outstanding(n);
             }
         }
     };
@@ -517,6 +543,7 @@ async fn export(
     match result {
         Ok(resp) => {
             log.ok();
+            shared.outstanding.fetch_sub(spans, Ordering::Relaxed);
             let rejected = resp
                 .into_inner()
                 .partial_success
@@ -536,6 +563,7 @@ async fn export(
             if retryable(status.code()) {
                 Outcome::Retry
             } else {
+                shared.outstanding.fetch_sub(spans, Ordering::Relaxed);
                 shared.rejected.fetch_add(spans, Ordering::Relaxed);
                 Outcome::Done
             }
