@@ -81,7 +81,8 @@ pub enum Command {
     /// List nodes or namespaces
     #[command(subcommand)]
     List(ListCommand),
-    /// SQL over the flow history
+    /// Read-only SQL over the flow history of a relay (its HTTP API, :9965)
+    #[command(after_help = SQL_EXAMPLES)]
     Sql(SqlArgs),
     /// Live terminal flow viewer (flows, service map, drops, HTTP routes)
     #[command(after_help = TUI_EXAMPLES)]
@@ -230,9 +231,26 @@ pub struct TuiArgs {
 
 #[derive(Debug, Args)]
 pub struct SqlArgs {
-    /// The query
+    /// A read-only query over table `flows` (SCHEMA.md of flow-store); `-` or none reads it
+    /// from standard input
     pub query: Option<String>,
+    /// The relay's HTTP port (its JSON API), http://host:port or host:port
+    #[arg(long, env = "WEBB_API", default_value = "localhost:9965")]
+    pub api: String,
+    /// Bearer token of the relay's API (its --api-token)
+    #[arg(long, env = "WEBB_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Output: table, or json (the API's answer as it came)
+    #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+    pub output: String,
 }
+
+const SQL_EXAMPLES: &str = "\
+Examples:
+  Flows per verdict in the last hour:
+    webb sql \"SELECT verdict, count(*) AS n FROM flows WHERE time > now() - interval '1 hour' GROUP BY verdict\"
+  A query from a file, against a relay elsewhere:
+    webb sql --api http://relay:9965 - < query.sql";
 
 /// Entry point of the `webb` binary.
 pub fn main() -> ExitCode {
@@ -292,10 +310,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Status(args) => status(&cli, args).await,
         Command::List(ListCommand::Nodes(args)) => list_nodes(&cli, args).await,
         Command::List(ListCommand::Namespaces(args)) => list_namespaces(&cli, args).await,
-        Command::Sql(_) => bail!(
-            "webb sql needs the flow store, which is not part of this build yet \
-             (it comes with the flow-store issue)"
-        ),
+        Command::Sql(args) => sql(&cli, args).await,
         Command::Tui(args) => tui(&cli, args).await,
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
@@ -303,6 +318,33 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<()> {
+    let query = match args.query.as_deref() {
+        Some(q) if q != "-" => q.to_string(),
+        _ => {
+            let mut q = String::new();
+            io::Read::read_to_string(&mut io::stdin(), &mut q)
+                .context("reading the query from standard input")?;
+            q
+        }
+    };
+    if query.trim().is_empty() {
+        bail!("no query: give one as the argument or on standard input");
+    }
+    let (text, answer) =
+        crate::sql::run_query(&args.api, args.api_token.as_deref(), &query, cli.timeout).await?;
+    let mut out = io::stdout().lock();
+    if args.output == "json" {
+        writeln!(out, "{}", text.trim_end())?;
+    } else {
+        write!(out, "{}", crate::sql::format_table(&answer))?;
+    }
+    if answer.truncated {
+        eprintln!("(truncated: the relay stopped at its row limit)");
+    }
+    Ok(())
 }
 
 /// Whether to colour: `auto` colours only a terminal, and respects NO_COLOR and TERM=dumb.

@@ -8,6 +8,7 @@
 //! - [`printer`]: compact, dict, table and json output; status and list output.
 //! - [`time`]: `--since`/`--until` parsing and `--time-format` printing.
 //! - [`client`]: connecting to an agent or relay.
+//! - [`sql`]: `webb sql` through the relay's HTTP API.
 //! - [`viewer`]: `webb tui`, the terminal flow viewer.
 
 pub mod cli;
@@ -17,5 +18,6 @@ pub mod flags;
 pub mod json;
 pub mod observe;
 pub mod printer;
+pub mod sql;
 pub mod time;
 pub mod viewer;

@@ -291,7 +291,15 @@ fn bad_input_gives_clear_errors_and_a_failure_exit() {
         &["observe", "--server", "tls://relay:4245"],
         "TLS comes with the security issue",
     );
-    fails_with(&["sql", "SELECT 1"], "flow-store issue");
+    fails_with(
+        &["sql", "--api", "https://relay:9965", "SELECT 1"],
+        "https is not supported",
+    );
+    fails_with(
+        &["sql", "--api", "127.0.0.1:9", "SELECT 1"],
+        "cannot connect to the relay's HTTP API at 127.0.0.1:9",
+    );
+    fails_with(&["sql", "-o", "yaml", "SELECT 1"], "yaml");
 }
 
 #[test]
