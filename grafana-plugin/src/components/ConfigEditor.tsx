@@ -7,7 +7,7 @@ import { WebbOptions, WebbSecureOptions } from '../types';
 
 type Props = DataSourcePluginOptionsEditorProps<WebbOptions, WebbSecureOptions>;
 
-const LABEL = 18;
+const LABEL = 20;
 
 /** What is wrong with a relay URL, or undefined. */
 export function relayUrlProblem(url: string | undefined): string | undefined {

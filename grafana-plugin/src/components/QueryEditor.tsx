@@ -8,7 +8,7 @@ import { DEFAULT_FLOWS_LIMIT, PROTOCOLS, QUERY_TYPES, QueryType, VERDICTS, WebbO
 
 type Props = QueryEditorProps<DataSource, WebbQuery, WebbOptions>;
 
-const LABEL = 14;
+const LABEL = 18;
 const verdictOptions = VERDICTS.map((v) => ({ label: v, value: v }));
 const protocolOptions = PROTOCOLS.map((p) => ({ label: p, value: p }));
 

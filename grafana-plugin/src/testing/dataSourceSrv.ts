@@ -6,9 +6,9 @@
 import { DataSourceInstanceSettings, DataSourceRef } from '@grafana/data';
 import { DataSourceSrv, GetDataSourceListFilters } from '@grafana/runtime';
 
-function settings(uid: string, name: string, type: string): DataSourceInstanceSettings {
+function settings(uid: string, name: string, type: string, isDefault = false): DataSourceInstanceSettings {
   return {
-    id: 0,
+    isDefault,
     uid,
     name,
     type,
@@ -35,17 +35,18 @@ function settings(uid: string, name: string, type: string): DataSourceInstanceSe
   } as DataSourceInstanceSettings;
 }
 
-/** Two Tempo data sources and a Prometheus one. */
+/** Two Tempo data sources and a Prometheus one (the default). */
 export const KNOWN_DATASOURCES = [
   settings('tempo-main', 'Tempo', 'tempo'),
   settings('tempo-staging', 'Tempo staging', 'tempo'),
-  settings('prom', 'Prometheus', 'prometheus'),
+  settings('prom', 'Prometheus', 'prometheus', true),
 ];
 
 export function fixedDataSourceSrv(list = KNOWN_DATASOURCES): DataSourceSrv {
+  // As Grafana's: no reference means the default data source.
   const find = (ref?: DataSourceRef | string | null) => {
     const key = typeof ref === 'string' ? ref : ref?.uid;
-    return list.find((d) => d.uid === key || d.name === key);
+    return key ? list.find((d) => d.uid === key || d.name === key) : list.find((d) => d.isDefault);
   };
   return {
     get: async (ref) => {
