@@ -73,7 +73,9 @@ test('query editor: filters, validation message and query types in a real browse
   // An invalid field shows its message and the query does not run.
   await editor.getByLabel('HTTP status').fill('200, 6xx');
   await editor.getByLabel('HTTP status').blur();
-  await expect(editor.getByText('HTTP status "6xx" is not a code or class (expected e.g. 404, 4+ or 40+)').first()).toBeVisible();
+  await expect(
+    editor.getByText('HTTP status "6xx" is not a code or class (expected e.g. 404, 4+ or 40+)').first()
+  ).toBeVisible();
   s = await state(page, '#query-state');
   expect(s.query).toMatchObject({ queryType: 'flows', namespace: 'shop', httpStatus: '200, 6xx' });
   expect(s.runs).toBe(runs);
@@ -121,7 +123,11 @@ test('config editor: relay URL, token and Tempo picker in a real browser', async
   await menu.getByText('Tempo', { exact: true }).click();
 
   const s = await state(page, '#config-state');
-  expect(s.jsonData).toEqual({ relayUrl: 'http://webb-relay:9965', tempoDatasourceUid: 'tempo-main', tempoDatasourceName: 'Tempo' });
+  expect(s.jsonData).toEqual({
+    relayUrl: 'http://webb-relay:9965',
+    tempoDatasourceUid: 'tempo-main',
+    tempoDatasourceName: 'Tempo',
+  });
   expect(s.secureJsonData).toEqual({ apiToken: 's3cret' });
   await page.screenshot({ path: path.join('test-results', 'browser', 'editors.png'), fullPage: true });
   expect(errors).toEqual([]);

@@ -46,17 +46,33 @@ function Harness() {
     <ThemeContext.Provider value={theme}>
       {/* Grafana's page-wide CSS (box sizing, fonts, colours), as Grafana's app renders it. */}
       <GlobalStyles />
-      <div style={{ background: theme.colors.background.primary, color: theme.colors.text.primary, padding: 16, minHeight: '100vh' }}>
+      <div
+        style={{
+          background: theme.colors.background.primary,
+          color: theme.colors.text.primary,
+          padding: 16,
+          minHeight: '100vh',
+        }}
+      >
         <h3>Query editor</h3>
         <section id="query-editor">
-          <QueryEditor query={query} datasource={{} as DataSource} onChange={setQuery} onRunQuery={() => setRuns((n) => n + 1)} />
+          <QueryEditor
+            query={query}
+            datasource={{} as DataSource}
+            onChange={setQuery}
+            onRunQuery={() => setRuns((n) => n + 1)}
+          />
         </section>
-        <pre id="query-state" style={{ whiteSpace: 'pre-wrap' }}>{JSON.stringify({ query, runs })}</pre>
+        <pre id="query-state" style={{ whiteSpace: 'pre-wrap' }}>
+          {JSON.stringify({ query, runs })}
+        </pre>
         <h3>Config editor</h3>
         <section id="config-editor">
           <ConfigEditor options={options} onOptionsChange={setOptions} />
         </section>
-        <pre id="config-state" style={{ whiteSpace: 'pre-wrap' }}>{JSON.stringify({ jsonData: options.jsonData, secureJsonData: options.secureJsonData })}</pre>
+        <pre id="config-state" style={{ whiteSpace: 'pre-wrap' }}>
+          {JSON.stringify({ jsonData: options.jsonData, secureJsonData: options.secureJsonData })}
+        </pre>
       </div>
     </ThemeContext.Provider>
   );

@@ -17,7 +17,13 @@ const config: Configuration = {
         exclude: /node_modules/,
         use: {
           loader: 'swc-loader',
-          options: { jsc: { parser: { syntax: 'typescript', tsx: true }, transform: { react: { runtime: 'automatic' } }, target: 'es2020' } },
+          options: {
+            jsc: {
+              parser: { syntax: 'typescript', tsx: true },
+              transform: { react: { runtime: 'automatic' } },
+              target: 'es2020',
+            },
+          },
         },
       },
       { test: /\.css$/, use: ['style-loader', 'css-loader'] },

@@ -5,6 +5,7 @@ import {
   DataQueryResponse,
   DataSourceApi,
   DataSourceInstanceSettings,
+  LegacyMetricFindQueryOptions,
   MetricFindValue,
   ScopedVars,
   TestDataSourceResponse,
@@ -140,7 +141,10 @@ export class DataSource extends DataSourceApi<WebbQuery, WebbOptions> {
   }
 
   /** Namespaces and workloads seen in the time range (from the service map). */
-  async metricFindQuery(query: string | WebbVariableQuery, options?: { range?: { from: { valueOf(): number }; to: { valueOf(): number } }; scopedVars?: ScopedVars }): Promise<MetricFindValue[]> {
+  async metricFindQuery(
+    query: string | WebbVariableQuery,
+    options?: LegacyMetricFindQueryOptions
+  ): Promise<MetricFindValue[]> {
     const srv = getTemplateSrv();
     const raw = typeof query === 'string' && srv ? srv.replace(query, options?.scopedVars) : query;
     const v = parseVariableQuery(raw);
@@ -198,7 +202,12 @@ export class DataSource extends DataSourceApi<WebbQuery, WebbOptions> {
     return this.request<T>('GET', path, params);
   }
 
-  private async request<T>(method: 'GET' | 'POST', path: string, params?: Record<string, string>, body?: unknown): Promise<T> {
+  private async request<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    params?: Record<string, string>,
+    body?: unknown
+  ): Promise<T> {
     const qs = params && Object.keys(params).length ? `?${new URLSearchParams(params).toString()}` : '';
     const url = `${this.base}${path}${qs}`;
     let response: FetchResponse<T>;

@@ -5,7 +5,17 @@ export type FlowFilter = Record<string, unknown>;
 
 /** One problem with a query: the editor shows it under `field`, `query()` refuses with it. */
 export interface QueryProblem {
-  field: 'namespace' | 'pod' | 'workload' | 'verdict' | 'protocol' | 'httpStatus' | 'traceId' | 'filterJson' | 'limit' | 'sql';
+  field:
+    | 'namespace'
+    | 'pod'
+    | 'workload'
+    | 'verdict'
+    | 'protocol'
+    | 'httpStatus'
+    | 'traceId'
+    | 'filterJson'
+    | 'limit'
+    | 'sql';
   message: string;
 }
 
@@ -54,12 +64,18 @@ export function validateQuery(q: WebbQuery): QueryProblem[] {
   const name = (field: 'namespace' | 'pod' | 'workload', label: string, value?: string) => {
     const v = value?.trim();
     if (v && !v.includes('$') && !NAME.test(v)) {
-      problems.push({ field, message: `${label} "${v}" is not a Kubernetes name (lower-case letters, digits, '-' and '.')` });
+      problems.push({
+        field,
+        message: `${label} "${v}" is not a Kubernetes name (lower-case letters, digits, '-' and '.')`,
+      });
     }
   };
   if (type === 'sql') {
     if (!q.sql?.trim()) {
-      problems.push({ field: 'sql', message: 'SQL: write a SELECT over table flows, e.g. SELECT verdict, count(*) FROM flows GROUP BY verdict' });
+      problems.push({
+        field: 'sql',
+        message: 'SQL: write a SELECT over table flows, e.g. SELECT verdict, count(*) FROM flows GROUP BY verdict',
+      });
     }
     return problems;
   }
@@ -81,15 +97,25 @@ export function validateQuery(q: WebbQuery): QueryProblem[] {
   }
   for (const s of statusList(q.httpStatus)) {
     if (!STATUS.test(s) && !s.includes('$')) {
-      problems.push({ field: 'httpStatus', message: `HTTP status "${s}" is not a code or class (expected e.g. 404, 4+ or 40+)` });
+      problems.push({
+        field: 'httpStatus',
+        message: `HTTP status "${s}" is not a code or class (expected e.g. 404, 4+ or 40+)`,
+      });
     }
   }
   const trace = q.traceId?.trim();
   if (trace && !trace.includes('$') && !TRACE_ID.test(trace.toLowerCase())) {
     problems.push({ field: 'traceId', message: `Trace ID "${trace}" is not 32 hex digits (W3C trace id)` });
   }
-  if (q.limit !== undefined && q.limit !== null && !(Number.isInteger(q.limit) && q.limit >= 1 && q.limit <= MAX_FLOWS_LIMIT)) {
-    problems.push({ field: 'limit', message: `Limit must be a whole number from 1 to ${MAX_FLOWS_LIMIT}, not ${q.limit}` });
+  if (
+    q.limit !== undefined &&
+    q.limit !== null &&
+    !(Number.isInteger(q.limit) && q.limit >= 1 && q.limit <= MAX_FLOWS_LIMIT)
+  ) {
+    problems.push({
+      field: 'limit',
+      message: `Limit must be a whole number from 1 to ${MAX_FLOWS_LIMIT}, not ${q.limit}`,
+    });
   }
   if (!(q.filterJson ?? '').includes('$')) {
     try {
@@ -98,7 +124,10 @@ export function validateQuery(q: WebbQuery): QueryProblem[] {
       for (const f of free) {
         const clash = Object.keys(f).find((k) => own.has(k));
         if (clash) {
-          problems.push({ field: 'filterJson', message: `FlowFilter JSON: "${clash}" is also set by the fields above; set it in one place` });
+          problems.push({
+            field: 'filterJson',
+            message: `FlowFilter JSON: "${clash}" is also set by the fields above; set it in one place`,
+          });
           break;
         }
       }

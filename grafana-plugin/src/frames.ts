@@ -34,7 +34,12 @@ function lossNotices(loss: RelayLoss | undefined): QueryResultMetaNotice[] {
     return [];
   }
   const where = loss.stages.map((s) => `${s.stage}${s.node ? ` on ${s.node}` : ''}: ${s.lost}`).join(', ');
-  return [{ severity: 'warning', text: `The relay has lost ${loss.total} flows so far (${where}); results may be incomplete.` }];
+  return [
+    {
+      severity: 'warning',
+      text: `The relay has lost ${loss.total} flows so far (${where}); results may be incomplete.`,
+    },
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------

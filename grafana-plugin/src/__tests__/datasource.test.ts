@@ -3,7 +3,14 @@
  * (synthetic flows in a scratch store, HTTP API on loopback), reached through plugin.json's
  * proxy route as Grafana's server would apply it.
  */
-import { DataFrame, DataQueryRequest, DataSourceInstanceSettings, FieldType, TypedVariableModel, dateTime } from '@grafana/data';
+import {
+  DataFrame,
+  DataQueryRequest,
+  DataSourceInstanceSettings,
+  FieldType,
+  TypedVariableModel,
+  dateTime,
+} from '@grafana/data';
 import { TemplateSrv, setBackendSrv, setTemplateSrv } from '@grafana/runtime';
 
 import { DataSource } from '../datasource';
@@ -33,7 +40,11 @@ afterAll(async () => {
 
 /** A datasource as Grafana would construct it, its proxy wired to the live relay. */
 function datasource(opts: { token?: string; tempo?: string } = {}): DataSource {
-  const jsonData: WebbOptions = { relayUrl: relay.url, tempoDatasourceUid: opts.tempo, tempoDatasourceName: opts.tempo ? 'Tempo' : undefined };
+  const jsonData: WebbOptions = {
+    relayUrl: relay.url,
+    tempoDatasourceUid: opts.tempo,
+    tempoDatasourceName: opts.tempo ? 'Tempo' : undefined,
+  };
   setBackendSrv(proxyBackendSrv(INSTANCE_URL, jsonData as Record<string, unknown>, { apiToken: opts.token ?? TOKEN }));
   return new DataSource({
     id: 1,
@@ -80,7 +91,11 @@ describe('health check (GET /api/v1/status)', () => {
   it('reports the relay version and how many flows it stores', async () => {
     const r = await datasource().testDatasource();
     expect(r.status).toBe('success');
-    expect(r.message).toMatch(new RegExp(`^Connected to webb-relay \\S+: ${FLOWS} stored flows, from \\S+ to \\S+; 0 agent\\(s\\) connected\\.$`));
+    expect(r.message).toMatch(
+      new RegExp(
+        `^Connected to webb-relay \\S+: ${FLOWS} stored flows, from \\S+ to \\S+; 0 agent\\(s\\) connected\\.$`
+      )
+    );
   });
 
   it('a wrong token is an error that says which setting to fix', async () => {
@@ -243,24 +258,36 @@ describe('SQL query (POST /api/v1/sql)', () => {
 describe('template variables (metricFindQuery)', () => {
   it('namespaces are those of the service map, each once, sorted', async () => {
     const ds = datasource();
-    const range = { from: dateTime(now - 2 * 3600_000), to: dateTime(now + 60_000) };
+    const range = {
+      from: dateTime(now - 2 * 3600_000),
+      to: dateTime(now + 60_000),
+      raw: { from: 'now-2h', to: 'now' },
+    };
     const values = await ds.metricFindQuery('namespaces', { range });
     const texts = values.map((v) => v.text);
     expect(texts.length).toBeGreaterThan(1);
     expect([...new Set(texts)].sort()).toEqual(texts);
     const { data } = await ds.query(request([{ queryType: 'serviceMap' }]));
-    expect(texts).toEqual([...new Set(fieldValues(data[0] as DataFrame, 'subtitle') as string[])].filter((n) => n !== '').sort());
+    expect(texts).toEqual(
+      [...new Set(fieldValues(data[0] as DataFrame, 'subtitle') as string[])].filter((n) => n !== '').sort()
+    );
   });
 
   it('workloads(ns) are the workloads of that namespace', async () => {
     const ds = datasource();
-    const range = { from: dateTime(now - 2 * 3600_000), to: dateTime(now + 60_000) };
+    const range = {
+      from: dateTime(now - 2 * 3600_000),
+      to: dateTime(now + 60_000),
+      raw: { from: 'now-2h', to: 'now' },
+    };
     const texts = (await ds.metricFindQuery('workloads(ns-3)', { range })).map((v) => v.text);
     expect(texts.length).toBeGreaterThan(0);
     const { data } = await ds.query(request([{ queryType: 'serviceMap', namespace: 'ns-3' }]));
     const nodes = data[0] as DataFrame;
     const ids = fieldValues(nodes, 'id') as string[];
-    expect(texts).toEqual([...new Set(ids.filter((id) => id.startsWith('ns-3/')).map((id) => id.slice('ns-3/'.length)))].sort());
+    expect(texts).toEqual(
+      [...new Set(ids.filter((id) => id.startsWith('ns-3/')).map((id) => id.slice('ns-3/'.length)))].sort()
+    );
   });
 
   it('an unknown variable query says what is accepted', async () => {

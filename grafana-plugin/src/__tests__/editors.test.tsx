@@ -50,7 +50,9 @@ describe('query editor', () => {
     fireEvent.blur(status);
     expect(last().httpStatus).toBe('200, 6xx');
     expect(runs.n).toBe(0);
-    expect(screen.getAllByText('HTTP status "6xx" is not a code or class (expected e.g. 404, 4+ or 40+)').length).toBeGreaterThan(0);
+    expect(
+      screen.getAllByText('HTTP status "6xx" is not a code or class (expected e.g. 404, 4+ or 40+)').length
+    ).toBeGreaterThan(0);
 
     fireEvent.change(status, { target: { value: '200, 5+' } });
     fireEvent.blur(status);
@@ -64,7 +66,7 @@ describe('query editor', () => {
     expect(screen.getAllByText(/^FlowFilter JSON: not valid JSON/).length).toBeGreaterThan(0);
   });
 
-  it('verdicts are chosen from Hubble\'s list', () => {
+  it("verdicts are chosen from Hubble's list", () => {
     const { last } = renderQuery({ queryType: 'flows' });
     const select = screen.getByLabelText('Verdict');
     fireEvent.keyDown(select, { key: 'ArrowDown' });
@@ -104,7 +106,10 @@ function settings(jsonData: WebbOptions, secure: Partial<Record<keyof WebbSecure
   } as DataSourceSettings<WebbOptions, WebbSecureOptions>;
 }
 
-function ConfigHost(props: { initial: DataSourceSettings<WebbOptions, WebbSecureOptions>; changes: Array<DataSourceSettings<WebbOptions, WebbSecureOptions>> }) {
+function ConfigHost(props: {
+  initial: DataSourceSettings<WebbOptions, WebbSecureOptions>;
+  changes: Array<DataSourceSettings<WebbOptions, WebbSecureOptions>>;
+}) {
   const [options, setOptions] = useState(props.initial);
   return (
     <ConfigEditor
@@ -161,7 +166,11 @@ describe('config editor', () => {
     expect(within(menu).queryByText('Prometheus')).not.toBeInTheDocument();
     fireEvent.click(within(menu).getByText('Tempo'));
     const last = changes[changes.length - 1];
-    expect(last.jsonData).toEqual({ relayUrl: 'http://r:9965', tempoDatasourceUid: 'tempo-main', tempoDatasourceName: 'Tempo' });
+    expect(last.jsonData).toEqual({
+      relayUrl: 'http://r:9965',
+      tempoDatasourceUid: 'tempo-main',
+      tempoDatasourceName: 'Tempo',
+    });
   });
 
   it('relay URL rules', () => {
@@ -169,6 +178,8 @@ describe('config editor', () => {
     expect(relayUrlProblem('http://relay:9965/api/v1')).toBe(
       'Relay URL "http://relay:9965/api/v1" must be the relay itself, without a path (the plugin adds /api/v1/…)'
     );
-    expect(relayUrlProblem('not a url')).toBe('Relay URL "not a url" is not a URL (expected e.g. http://webb-relay:9965)');
+    expect(relayUrlProblem('not a url')).toBe(
+      'Relay URL "not a url" is not a URL (expected e.g. http://webb-relay:9965)'
+    );
   });
 });

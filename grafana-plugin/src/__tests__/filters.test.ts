@@ -9,7 +9,16 @@ describe('Hubble FlowFilters from a flows query', () => {
   });
 
   it('fields that are not about an end of the flow make one filter', () => {
-    expect(buildFlowFilters(q({ verdict: ['DROPPED'], protocol: ['TCP', 'http'], httpStatus: '500, 4+', traceId: 'ABCDEF0123456789abcdef0123456789' }))).toEqual([
+    expect(
+      buildFlowFilters(
+        q({
+          verdict: ['DROPPED'],
+          protocol: ['TCP', 'http'],
+          httpStatus: '500, 4+',
+          traceId: 'ABCDEF0123456789abcdef0123456789',
+        })
+      )
+    ).toEqual([
       {
         verdict: ['DROPPED'],
         protocol: ['tcp', 'http'],
@@ -68,17 +77,30 @@ describe('query validation names the field and what is expected', () => {
         filterJson: '{nope}',
       })
     );
-    expect(problems.map((p) => p.field)).toEqual(['namespace', 'verdict', 'protocol', 'httpStatus', 'traceId', 'limit', 'filterJson']);
+    expect(problems.map((p) => p.field)).toEqual([
+      'namespace',
+      'verdict',
+      'protocol',
+      'httpStatus',
+      'traceId',
+      'limit',
+      'filterJson',
+    ]);
     expect(problems.find((p) => p.field === 'httpStatus')?.message).toBe(
       'HTTP status "6xx" is not a code or class (expected e.g. 404, 4+ or 40+)'
     );
-    expect(problems.find((p) => p.field === 'limit')?.message).toBe('Limit must be a whole number from 1 to 10000, not 0');
+    expect(problems.find((p) => p.field === 'limit')?.message).toBe(
+      'Limit must be a whole number from 1 to 10000, not 0'
+    );
   });
 
   it('a filter field set both in a field and in the JSON is refused', () => {
     const problems = validateQuery(q({ verdict: ['DROPPED'], filterJson: '{"verdict": ["FORWARDED"]}' }));
     expect(problems).toEqual([
-      { field: 'filterJson', message: 'FlowFilter JSON: "verdict" is also set by the fields above; set it in one place' },
+      {
+        field: 'filterJson',
+        message: 'FlowFilter JSON: "verdict" is also set by the fields above; set it in one place',
+      },
     ]);
   });
 

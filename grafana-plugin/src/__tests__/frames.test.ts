@@ -88,7 +88,10 @@ const response: Flow = {
   l7: {
     type: 'RESPONSE',
     latency_ns: '8000000',
-    http: { code: 503, headers: [{ key: 'traceparent', value: '00-4bf92f3577b34da6a3ce929d00000646-00f067aa0ba902b7-01' }] },
+    http: {
+      code: 503,
+      headers: [{ key: 'traceparent', value: '00-4bf92f3577b34da6a3ce929d00000646-00f067aa0ba902b7-01' }],
+    },
   },
   source: { namespace: 'shop', pod_name: 'api-1' },
 };
@@ -106,12 +109,19 @@ const kernelDrop: Flow = {
 };
 
 describe('flows → table frame', () => {
-  const f = flowsFrame({ flows: [dropped, response, kernelDrop], truncated: true }, 'B', { uid: 'tempo-main', name: 'Tempo' });
+  const f = flowsFrame({ flows: [dropped, response, kernelDrop], truncated: true }, 'B', {
+    uid: 'tempo-main',
+    name: 'Tempo',
+  });
 
   it('has one row a flow with Hubble-style columns', () => {
     expect(f.length).toBe(3);
     expect(f.fields.find((x) => x.name === 'Time')?.type).toBe(FieldType.time);
-    expect(fieldValues(f, 'Time')).toEqual([Date.parse(dropped.time!), Date.parse(response.time!), Date.parse(kernelDrop.time!)]);
+    expect(fieldValues(f, 'Time')).toEqual([
+      Date.parse(dropped.time!),
+      Date.parse(response.time!),
+      Date.parse(kernelDrop.time!),
+    ]);
     expect(fieldValues(f, 'Source')).toEqual(['tools/loadgen-1', 'shop/api-1', '198.18.0.1']);
     expect(fieldValues(f, 'Destination workload')).toEqual(['store/pg', '', '']);
     expect(fieldValues(f, 'Protocol')).toEqual(['TCP', 'HTTP', 'UDP']);
@@ -121,8 +131,16 @@ describe('flows → table frame', () => {
   });
 
   it("a drop's row shows its reason and the denying policy", () => {
-    expect(fieldValues(f, 'Drop reason')).toEqual(['POLICY_DENIED', '', 'UNKNOWN_REASON; kernel: NETFILTER_DROP at nf_hook_slow']);
-    expect(fieldValues(f, 'Denied by')).toEqual(['store/pg-only-from-api (NetworkPolicy)', '', 'default deny: shop/default-deny']);
+    expect(fieldValues(f, 'Drop reason')).toEqual([
+      'POLICY_DENIED',
+      '',
+      'UNKNOWN_REASON; kernel: NETFILTER_DROP at nf_hook_slow',
+    ]);
+    expect(fieldValues(f, 'Denied by')).toEqual([
+      'store/pg-only-from-api (NetworkPolicy)',
+      '',
+      'default deny: shop/default-deny',
+    ]);
   });
 
   it('the trace id column links to the configured Tempo data source', () => {
@@ -132,7 +150,11 @@ describe('flows → table frame', () => {
       {
         title: 'Open trace in Tempo',
         url: '',
-        internal: { datasourceUid: 'tempo-main', datasourceName: 'Tempo', query: { refId: 'trace', queryType: 'traceql', query: '${__value.raw}' } },
+        internal: {
+          datasourceUid: 'tempo-main',
+          datasourceName: 'Tempo',
+          query: { refId: 'trace', queryType: 'traceql', query: '${__value.raw}' },
+        },
       },
     ]);
     const none = flowsFrame({ flows: [response], truncated: false });
@@ -141,9 +163,16 @@ describe('flows → table frame', () => {
 
   it('says when the limit cut the answer or the relay lost flows', () => {
     expect(f.meta?.notices?.[0].text).toMatch(/More flows matched than the 3 shown/);
-    const lossy = flowsFrame({ flows: [], truncated: false, loss: { total: 7, stages: [{ stage: 'store_queue', node: 'relay', lost: 7 }] } });
+    const lossy = flowsFrame({
+      flows: [],
+      truncated: false,
+      loss: { total: 7, stages: [{ stage: 'store_queue', node: 'relay', lost: 7 }] },
+    });
     expect(lossy.meta?.notices).toEqual([
-      { severity: 'warning', text: 'The relay has lost 7 flows so far (store_queue on relay: 7); results may be incomplete.' },
+      {
+        severity: 'warning',
+        text: 'The relay has lost 7 flows so far (store_queue on relay: 7); results may be incomplete.',
+      },
     ]);
   });
 });
@@ -202,8 +231,8 @@ describe('SQL answer → frame with field types from the Arrow types', () => {
   });
 
   it('a value that does not fit its column type is an error naming column and row', () => {
-    expect(() => sqlFrame({ columns: [{ name: 'n', type: 'Int64' }], rows: [[1], ['many']], truncated: false })).toThrow(
-      'SQL result: column "n" row 2: "many" is not a number'
-    );
+    expect(() =>
+      sqlFrame({ columns: [{ name: 'n', type: 'Int64' }], rows: [[1], ['many']], truncated: false })
+    ).toThrow('SQL result: column "n" row 2: "many" is not a number');
   });
 });

@@ -31,7 +31,12 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
     }
   };
 
-  const field = (key: 'namespace' | 'pod' | 'workload' | 'httpStatus' | 'traceId', label: string, placeholder: string, tooltip: string) => (
+  const field = (
+    key: 'namespace' | 'pod' | 'workload' | 'httpStatus' | 'traceId',
+    label: string,
+    placeholder: string,
+    tooltip: string
+  ) => (
     <InlineField label={label} labelWidth={LABEL} tooltip={tooltip} invalid={!!problem(key)} error={problem(key)}>
       <Input
         id={`webb-${key}`}
@@ -59,7 +64,12 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
         <>
           <InlineFieldRow>
             {field('namespace', 'Namespace', 'any', 'Flows from or to this namespace ($namespace works)')}
-            {field('pod', 'Pod', 'any', 'Pod name prefix, either end; without a namespace Hubble means namespace "default"')}
+            {field(
+              'pod',
+              'Pod',
+              'any',
+              'Pod name prefix, either end; without a namespace Hubble means namespace "default"'
+            )}
           </InlineFieldRow>
           <InlineFieldRow>
             {field('workload', 'Workload', 'any', 'Workload name (Deployment, StatefulSet…), either end')}
@@ -74,10 +84,17 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
                 value={query.verdict ?? []}
                 placeholder="any"
                 width={32}
-                onChange={(v: Array<SelectableValue<string>>) => change({ ...query, verdict: v.map((x) => x.value!) }, true)}
+                onChange={(v: Array<SelectableValue<string>>) =>
+                  change({ ...query, verdict: v.map((x) => x.value!) }, true)
+                }
               />
             </InlineField>
-            <InlineField label="Protocol" labelWidth={LABEL} invalid={!!problem('protocol')} error={problem('protocol')}>
+            <InlineField
+              label="Protocol"
+              labelWidth={LABEL}
+              invalid={!!problem('protocol')}
+              error={problem('protocol')}
+            >
               <MultiSelect
                 inputId="webb-protocol"
                 aria-label="Protocol"
@@ -85,13 +102,21 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
                 value={query.protocol ?? []}
                 placeholder="any"
                 width={32}
-                onChange={(v: Array<SelectableValue<string>>) => change({ ...query, protocol: v.map((x) => x.value!) }, true)}
+                onChange={(v: Array<SelectableValue<string>>) =>
+                  change({ ...query, protocol: v.map((x) => x.value!) }, true)
+                }
               />
             </InlineField>
           </InlineFieldRow>
           <InlineFieldRow>
             {field('httpStatus', 'HTTP status', '200, 4+, 50+', 'Status codes or classes, comma-separated')}
-            <InlineField label="Limit" labelWidth={LABEL} tooltip="The newest flows of the range, at most this many" invalid={!!problem('limit')} error={problem('limit')}>
+            <InlineField
+              label="Limit"
+              labelWidth={LABEL}
+              tooltip="The newest flows of the range, at most this many"
+              invalid={!!problem('limit')}
+              error={problem('limit')}
+            >
               <Input
                 id="webb-limit"
                 aria-label="Limit"

@@ -87,7 +87,10 @@ export async function startRelay(opts: { flows: number; token?: string }): Promi
     args.push('--api-token', opts.token);
   }
   let log = '';
-  const child: ChildProcess = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
+  const child: ChildProcess = spawn(bin, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: 'warn' },
+  });
   child.stdout?.on('data', (d) => (log += d));
   child.stderr?.on('data', (d) => (log += d));
   let exited: number | null = null;
@@ -128,7 +131,11 @@ interface Route {
 }
 
 /** Grafana's `{{ .JsonData.x }}` / `{{ .SecureJsonData.x }}` route templates. */
-export function renderRouteTemplate(text: string, jsonData: Record<string, unknown>, secure: Record<string, string>): string {
+export function renderRouteTemplate(
+  text: string,
+  jsonData: Record<string, unknown>,
+  secure: Record<string, string>
+): string {
   return text.replace(/\{\{\s*\.(JsonData|SecureJsonData)\.(\w+)\s*\}\}/g, (_, scope: string, key: string) => {
     const v = scope === 'JsonData' ? jsonData[key] : secure[key];
     return v === undefined || v === null ? '' : String(v);
@@ -141,7 +148,11 @@ export function renderRouteTemplate(text: string, jsonData: Record<string, unkno
  * templates filled from jsonData and secureJsonData. A non-2xx answer is an error carrying
  * `status` and the decoded `data`, as Grafana's BackendSrv gives.
  */
-export function proxyBackendSrv(instanceUrl: string, jsonData: Record<string, unknown>, secure: Record<string, string>): BackendSrv {
+export function proxyBackendSrv(
+  instanceUrl: string,
+  jsonData: Record<string, unknown>,
+  secure: Record<string, string>
+): BackendSrv {
   const routes = (pluginJson as { routes?: Route[] }).routes ?? [];
   const fetch = <T>(req: BackendSrvRequest): Observable<FetchResponse<T>> =>
     new Observable<FetchResponse<T>>((sub) => {
@@ -151,53 +162,55 @@ export function proxyBackendSrv(instanceUrl: string, jsonData: Record<string, un
         return;
       }
       const rest = req.url.slice(prefix.length);
-      const route = routes.find((r) => rest === r.path || rest.startsWith(`${r.path}/`) || rest.startsWith(`${r.path}?`));
+      const route = routes.find(
+        (r) => rest === r.path || rest.startsWith(`${r.path}/`) || rest.startsWith(`${r.path}?`)
+      );
       if (!route) {
         sub.error({ status: 404, statusText: 'Not Found', data: { message: `no plugin.json route matches ${rest}` } });
         return;
       }
-      const target = new URL(renderRouteTemplate(route.url, jsonData, secure).replace(/\/$/, '') + rest.slice(route.path.length));
+      const target = new URL(
+        renderRouteTemplate(route.url, jsonData, secure).replace(/\/$/, '') + rest.slice(route.path.length)
+      );
       const headers: Record<string, string> = { ...(req.headers ?? {}) };
       for (const h of route.headers ?? []) {
         headers[h.name] = renderRouteTemplate(h.content, jsonData, secure);
       }
       const body = req.data === undefined ? undefined : JSON.stringify(req.data);
-      const r = http.request(
-        target,
-        { method: req.method ?? 'GET', headers, timeout: WAIT_MS },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c) => (text += c));
-          res.on('end', () => {
-            let data: unknown = text;
-            try {
-              data = JSON.parse(text);
-            } catch {
-              // not JSON: keep the text
-            }
-            const status = res.statusCode ?? 0;
-            if (status >= 200 && status < 300) {
-              sub.next({
-                data: data as T,
-                status,
-                statusText: res.statusMessage ?? '',
-                ok: true,
-                headers: {} as Headers,
-                redirected: false,
-                type: 'basic',
-                url: req.url,
-                config: req,
-              });
-              sub.complete();
-            } else {
-              sub.error({ status, statusText: res.statusMessage ?? '', data, config: req });
-            }
-          });
-        }
-      );
+      const r = http.request(target, { method: req.method ?? 'GET', headers, timeout: WAIT_MS }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (text += c));
+        res.on('end', () => {
+          let data: unknown = text;
+          try {
+            data = JSON.parse(text);
+          } catch {
+            // not JSON: keep the text
+          }
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) {
+            sub.next({
+              data: data as T,
+              status,
+              statusText: res.statusMessage ?? '',
+              ok: true,
+              headers: {} as Headers,
+              redirected: false,
+              type: 'basic',
+              url: req.url,
+              config: req,
+            });
+            sub.complete();
+          } else {
+            sub.error({ status, statusText: res.statusMessage ?? '', data, config: req });
+          }
+        });
+      });
       r.on('timeout', () => r.destroy(new Error(`no answer from ${target} in ${WAIT_MS} ms`)));
-      r.on('error', (e) => sub.error({ status: 502, statusText: 'Bad Gateway', data: { message: e.message }, config: req }));
+      r.on('error', (e) =>
+        sub.error({ status: 502, statusText: 'Bad Gateway', data: { message: e.message }, config: req })
+      );
       if (body !== undefined) {
         r.write(body);
       }
