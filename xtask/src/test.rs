@@ -239,7 +239,14 @@ fn parse_libtest_result(line: &str) -> Option<Checks> {
     Some(checks)
 }
 
-/// The Grafana plugin: install exactly the locked dependencies, then its own checks.
+/// Where the plugin's browser check writes Playwright's JSON report (see playwright.config.ts).
+const BROWSER_REPORT: &str = "test-results/browser-report.json";
+/// The browser the check drives: Debian's, never one Playwright downloads.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The Grafana plugin: install exactly the locked dependencies, then its own checks: typecheck,
+/// lint, jest (frame builders, the datasource against the live relay binary, the editors in
+/// jsdom) and the browser check (the built editors in Debian's chromium, with screenshots).
 fn grafana_plugin() -> Result<Outcome> {
     let dir = cmd::root().join("grafana-plugin");
     let manifest: serde_json::Value = serde_json::from_str(
@@ -268,22 +275,84 @@ fn grafana_plugin() -> Result<Outcome> {
     } else {
         bail!("grafana-plugin/package.json has neither a `test:ci` nor a `test` script");
     };
+    // The datasource's tests run the real relay; the `tests` stage builds it. A missing binary
+    // is the test's own clear failure, not a skip.
+    let relay = cmd::target_dir()?.join("debug").join("webb-relay");
+    println!("  relay for the plugin's tests: {}", relay.display());
     let mut counts = None;
-    let ok = cmd::run_teed(npm(&dir).args(["run", test_script]), |line| {
-        if let Some(c) = parse_jest_summary(line) {
-            counts = Some(c);
-        }
-    })?;
-    let Some(counts) = counts else {
+    let ok = cmd::run_teed(
+        npm(&dir)
+            .args(["run", test_script])
+            .env("WEBB_RELAY_BIN", &relay),
+        |line| {
+            if let Some(c) = parse_jest_summary(line) {
+                counts = Some(c);
+            }
+        },
+    )?;
+    let Some(jest) = counts else {
         bail!("`npm run {test_script}` printed no `Tests:` summary (exit ok: {ok})");
     };
-    if !ok && counts.failed == 0 {
+    if !ok && jest.failed == 0 {
         bail!("`npm run {test_script}` failed (see above)");
     }
-    Ok(Outcome::counted(
-        counts,
-        format!("jest: {} passed, {} failed", counts.passed, counts.failed),
-    ))
+    let mut detail = format!("jest: {} passed, {} failed", jest.passed, jest.failed);
+    let mut total = jest;
+
+    if has("test:browser") {
+        if !Path::new(CHROMIUM).exists() {
+            bail!(
+                "{CHROMIUM} is missing: the plugin's browser check needs Debian's chromium \
+                 (apt-get install chromium; `cargo xtask test` installs it when run as root)"
+            );
+        }
+        let report = dir.join(BROWSER_REPORT);
+        // A report left from an earlier run must not be read as this run's.
+        match std::fs::remove_file(&report) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", report.display()));
+            }
+            _ => {}
+        }
+        let ok = cmd::run_teed(
+            npm(&dir)
+                .args(["run", "test:browser"])
+                .env("WEBB_CHROMIUM", CHROMIUM),
+            |_| {},
+        )?;
+        let text = std::fs::read_to_string(&report).with_context(|| {
+            format!(
+                "`npm run test:browser` wrote no report {} (exit ok: {ok}; see above)",
+                report.display()
+            )
+        })?;
+        let browser = parse_playwright_report(&text)
+            .with_context(|| format!("reading Playwright's report {}", report.display()))?;
+        if !ok && browser.failed == 0 {
+            bail!("`npm run test:browser` failed (see above)");
+        }
+        detail.push_str(&format!(
+            "; browser: {} passed, {} failed (screenshots in grafana-plugin/test-results/browser/)",
+            browser.passed, browser.failed
+        ));
+        total = add(total, browser);
+    }
+    Ok(Outcome::counted(total, detail))
+}
+
+/// Playwright's JSON report: `stats.expected` passed; unexpected and flaky ones failed.
+fn parse_playwright_report(text: &str) -> Result<Checks> {
+    let report: serde_json::Value = serde_json::from_str(text).context("not JSON")?;
+    let stats = &report["stats"];
+    let count = |key: &str| {
+        stats[key]
+            .as_u64()
+            .with_context(|| format!("no number at stats.{key}"))
+    };
+    Ok(Checks {
+        passed: count("expected")?,
+        failed: count("unexpected")? + count("flaky")?,
+    })
 }
 
 /// The plugin's toolchain (`@grafana/create-plugin`) needs Node.js 20 or newer.
@@ -378,6 +447,21 @@ mod tests {
     fn node_major_version_is_the_first_number_after_v() {
         assert_eq!(parse_node_major("v20.20.2\n"), Some(20));
         assert_eq!(parse_node_major("20.1"), None);
+    }
+
+    #[test]
+    fn playwright_report_counts_unexpected_and_flaky_as_failed() {
+        let report = r#"{"config": {}, "suites": [], "stats": {"startTime": "2026-12-07T04:45:01.805Z",
+            "duration": 10.5, "expected": 4, "skipped": 1, "unexpected": 2, "flaky": 1}}"#;
+        assert_eq!(
+            parse_playwright_report(report).unwrap(),
+            Checks {
+                passed: 4,
+                failed: 3
+            }
+        );
+        let err = parse_playwright_report(r#"{"stats": {"expected": 1}}"#).unwrap_err();
+        assert_eq!(err.to_string(), "no number at stats.unexpected");
     }
 
     #[test]
