@@ -47,7 +47,6 @@ function datasource(opts: { token?: string; tempo?: string } = {}): DataSource {
   };
   setBackendSrv(proxyBackendSrv(INSTANCE_URL, jsonData as Record<string, unknown>, { apiToken: opts.token ?? TOKEN }));
   return new DataSource({
-    id: 1,
     uid: 'webb',
     name: 'Webb',
     type: 'webb-flows-datasource',
@@ -294,5 +293,35 @@ describe('template variables (metricFindQuery)', () => {
     await expect(datasource().metricFindQuery('pods')).rejects.toThrow(
       'variable query "pods": expected namespaces, workloads or workloads(<namespace>)'
     );
+  });
+});
+
+describe('a relay started without --api-token', () => {
+  let open: Relay;
+  beforeAll(async () => {
+    open = await startRelay({ flows: 100 });
+  });
+  afterAll(async () => {
+    await open?.stop();
+  });
+
+  it('answers a data source with no token configured', async () => {
+    const jsonData: WebbOptions = { relayUrl: open.url };
+    setBackendSrv(proxyBackendSrv(INSTANCE_URL, jsonData as Record<string, unknown>, {}));
+    const ds = new DataSource({
+      uid: 'webb-open',
+      name: 'Webb (no token)',
+      type: 'webb-flows-datasource',
+      url: INSTANCE_URL,
+      access: 'proxy',
+      readOnly: false,
+      jsonData,
+      meta: {} as DataSourceInstanceSettings['meta'],
+    } as DataSourceInstanceSettings<WebbOptions>);
+    const health = await ds.testDatasource();
+    expect(health).toMatchObject({ status: 'success' });
+    expect(health.message).toContain(': 100 stored flows');
+    const { data } = await ds.query(request([{ queryType: 'flows', limit: 10000 }]));
+    expect((data[0] as DataFrame).length).toBe(100);
   });
 });

@@ -1,4 +1,4 @@
-import { FieldType } from '@grafana/data';
+import { FieldType, createDataFrame } from '@grafana/data';
 
 import { arrowFieldType, fieldValues, flowsFrame, serviceMapFrames, sqlFrame } from '../frames';
 import { expectNodeGraphRules } from '../testing/nodeGraph';
@@ -57,6 +57,42 @@ describe('service map → Node Graph frames', () => {
     expect(edges.fields.find((f) => f.name === 'secondarystat')?.config.unit).toBe('ms');
     expect(fieldValues(edges, 'detail__drops')).toEqual([0, 1, 0]);
     expect(fieldValues(edges, 'color')).toEqual(['orange', 'red', 'green']);
+  });
+
+  it('the rule check itself catches an edge to a missing node and arcs that do not sum to 1', () => {
+    const graph = (ends: string[], arcs: number[]) => {
+      const nodes = createDataFrame({
+        name: 'nodes',
+        fields: [
+          { name: 'id', type: FieldType.string, values: ['a'] },
+          {
+            name: 'arc__ok',
+            type: FieldType.number,
+            values: [arcs[0]],
+            config: { color: { mode: 'fixed', fixedColor: 'green' } },
+          },
+          {
+            name: 'arc__bad',
+            type: FieldType.number,
+            values: [arcs[1]],
+            config: { color: { mode: 'fixed', fixedColor: 'red' } },
+          },
+        ],
+      });
+      const edges = createDataFrame({
+        name: 'edges',
+        fields: [
+          { name: 'id', type: FieldType.string, values: ['e'] },
+          { name: 'source', type: FieldType.string, values: [ends[0]] },
+          { name: 'target', type: FieldType.string, values: [ends[1]] },
+        ],
+      });
+      nodes.meta = edges.meta = { preferredVisualisationType: 'nodeGraph' };
+      return [nodes, edges];
+    };
+    expect(() => expectNodeGraphRules(graph(['a', 'a'], [0.25, 0.75]))).not.toThrow();
+    expect(() => expectNodeGraphRules(graph(['a', 'b'], [0.25, 0.75]))).toThrow();
+    expect(() => expectNodeGraphRules(graph(['a', 'a'], [0.25, 0.5]))).toThrow();
   });
 
   it('error ratios outside 0..1 are clamped so arcs still sum to 1', () => {

@@ -3,7 +3,8 @@
  * cannot run here): a fixed list of data sources, enough for the config editor's Tempo picker.
  * Used by the jsdom tests and the browser harness.
  */
-import { DataSourceInstanceSettings, DataSourceRef } from '@grafana/data';
+import { DataSourceInstanceSettings } from '@grafana/data';
+import { DataSourceRef } from '@grafana/schema';
 import { DataSourceSrv, GetDataSourceListFilters } from '@grafana/runtime';
 
 function settings(uid: string, name: string, type: string, isDefault = false): DataSourceInstanceSettings {
