@@ -13,12 +13,14 @@ import {
 import { FetchResponse, getBackendSrv, getTemplateSrv, isFetchError } from '@grafana/runtime';
 import { lastValueFrom } from 'rxjs';
 
-import { buildFlowFilters, validateQuery } from './filters';
+import { buildFlowFilters, nameList, validateQuery } from './filters';
 import { TraceTarget, flowsFrame, serviceMapFrames, sqlFrame } from './frames';
 import {
   DEFAULT_FLOWS_LIMIT,
   DEFAULT_QUERY,
   FlowsAnswer,
+  MapEdge,
+  MapNode,
   ServiceMapAnswer,
   SqlAnswer,
   StatusAnswer,
@@ -29,11 +31,6 @@ import {
 
 /** The proxy route of plugin.json: Grafana's server adds the relay URL and the bearer token. */
 export const ROUTE = 'relay';
-
-/** A time as the relay takes it: Unix milliseconds. */
-function ms(t: { valueOf(): number }): string {
-  return String(Math.round(t.valueOf()));
-}
 
 /** `$__timeFrom`, `$__timeTo` and `$__timeFilter(column)` in SQL, as RFC 3339 timestamps. */
 export function expandSqlMacros(sql: string, from: number, to: number): string {
@@ -77,15 +74,21 @@ export class DataSource extends DataSourceApi<WebbQuery, WebbOptions> {
   applyTemplateVariables(query: WebbQuery, scopedVars: ScopedVars): WebbQuery {
     const srv = getTemplateSrv();
     const r = (s?: string) => (s === undefined || !srv ? s : srv.replace(s, scopedVars));
-    const list = (xs?: string[]) => xs?.flatMap((x) => (r(x) ?? '').split(',').filter((v) => v !== ''));
+    // Multi-value variables as `a,b`; the name fields and lists split on commas.
+    const csv = (s?: string) => (s === undefined || !srv ? s : srv.replace(s, scopedVars, 'csv'));
+    const list = (xs?: string[]) => {
+      const items = xs?.flatMap((x) => (csv(x) ?? '').split(',').map((v) => v.trim())).filter((v) => v !== '');
+      // A variable's All value (`.*`, `*`) means any: no filter on that field.
+      return items?.some((v) => v === '.*' || v === '*') ? [] : items;
+    };
     return {
       ...query,
-      namespace: r(query.namespace),
-      pod: r(query.pod),
-      workload: r(query.workload),
+      namespace: csv(query.namespace),
+      pod: csv(query.pod),
+      workload: csv(query.workload),
       verdict: list(query.verdict),
       protocol: list(query.protocol),
-      httpStatus: r(query.httpStatus),
+      httpStatus: csv(query.httpStatus),
       traceId: r(query.traceId),
       filterJson: r(query.filterJson),
       sql: r(query.sql),
@@ -123,11 +126,7 @@ export class DataSource extends DataSourceApi<WebbQuery, WebbOptions> {
         return [flowsFrame(answer, q.refId, this.tempo)];
       }
       case 'serviceMap': {
-        const params: Record<string, string> = { since: String(from), until: String(to) };
-        if (q.namespace?.trim()) {
-          params.namespace = q.namespace.trim();
-        }
-        const answer = await this.get<ServiceMapAnswer>('/api/v1/service-map', params);
+        const answer = await this.serviceMap(from, to, nameList(q.namespace));
         return serviceMapFrames(answer, q.refId);
       }
       case 'sql': {
@@ -140,6 +139,30 @@ export class DataSource extends DataSourceApi<WebbQuery, WebbOptions> {
     }
   }
 
+  /**
+   * The service map of the range: of every namespace when `namespaces` is empty, else the union
+   * of the maps of each (the relay's map takes one namespace).
+   */
+  private async serviceMap(from: number, to: number, namespaces: string[]): Promise<ServiceMapAnswer> {
+    const range = { since: String(from), until: String(to) };
+    if (namespaces.length <= 1) {
+      return this.get<ServiceMapAnswer>(
+        '/api/v1/service-map',
+        namespaces.length ? { ...range, namespace: namespaces[0] } : range
+      );
+    }
+    const maps = await Promise.all(
+      namespaces.map((namespace) => this.get<ServiceMapAnswer>('/api/v1/service-map', { ...range, namespace }))
+    );
+    const nodes = new Map<string, MapNode>();
+    const edges = new Map<string, MapEdge>();
+    for (const m of maps) {
+      m.nodes.forEach((n) => nodes.set(n.id, n));
+      m.edges.forEach((e) => edges.set(e.id, e));
+    }
+    return { nodes: [...nodes.values()], edges: [...edges.values()], loss: maps[0].loss };
+  }
+
   /** Namespaces and workloads seen in the time range (from the service map). */
   async metricFindQuery(
     query: string | WebbVariableQuery,
@@ -149,17 +172,14 @@ export class DataSource extends DataSourceApi<WebbQuery, WebbOptions> {
     const raw = typeof query === 'string' && srv ? srv.replace(query, options?.scopedVars) : query;
     const v = parseVariableQuery(raw);
     if (v.namespace && srv) {
-      v.namespace = srv.replace(v.namespace, options?.scopedVars);
+      v.namespace = srv.replace(v.namespace, options?.scopedVars, 'csv');
     }
-    const params: Record<string, string> = {};
-    if (options?.range) {
-      params.since = ms(options.range.from);
-      params.until = ms(options.range.to);
-    }
-    if (v.kind === 'workloads' && v.namespace) {
-      params.namespace = v.namespace;
-    }
-    const map = await this.get<ServiceMapAnswer>('/api/v1/service-map', params);
+    // Without a range (Grafana passes one when the variable refreshes on time range change):
+    // the last hour, as the relay's own default.
+    const to = options?.range?.to.valueOf() ?? Date.now();
+    const from = options?.range?.from.valueOf() ?? to - 3600_000;
+    const namespaces = v.kind === 'workloads' ? nameList(v.namespace) : [];
+    const map = await this.serviceMap(from, to, namespaces);
     const seen = new Set<string>();
     for (const n of map.nodes) {
       if (!n.namespace || !n.workload) {
@@ -167,7 +187,7 @@ export class DataSource extends DataSourceApi<WebbQuery, WebbOptions> {
       }
       if (v.kind === 'namespaces') {
         seen.add(n.namespace);
-      } else if (!v.namespace || n.namespace === v.namespace) {
+      } else if (namespaces.length === 0 || namespaces.includes(n.namespace)) {
         seen.add(n.workload);
       }
     }

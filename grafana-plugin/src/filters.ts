@@ -24,6 +24,21 @@ const TRACE_ID = /^[0-9a-f]{32}$/;
 /** Kubernetes names: a DNS label (namespaces) or subdomain (pods, workloads); prefixes allowed. */
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
+/** Values meaning "any": the All value of a dashboard variable (`.*`, `*`). */
+const ANY = new Set(['.*', '*']);
+
+/**
+ * A name field's values: comma-separated (a multi-value variable interpolates as `a,b`), each
+ * one or'ed; `[]` (no filter) when empty or when a value means any (`.*`, `*`).
+ */
+export function nameList(text: string | undefined): string[] {
+  const items = (text ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  return items.some((s) => ANY.has(s)) ? [] : items;
+}
+
 /** `200, 5+` → ["200", "5+"]. */
 export function statusList(text: string | undefined): string[] {
   return (text ?? '')
@@ -62,12 +77,13 @@ export function validateQuery(q: WebbQuery): QueryProblem[] {
   const problems: QueryProblem[] = [];
   const type = q.queryType ?? 'flows';
   const name = (field: 'namespace' | 'pod' | 'workload', label: string, value?: string) => {
-    const v = value?.trim();
-    if (v && !v.includes('$') && !NAME.test(v)) {
-      problems.push({
-        field,
-        message: `${label} "${v}" is not a Kubernetes name (lower-case letters, digits, '-' and '.')`,
-      });
+    for (const v of nameList(value)) {
+      if (!v.includes('$') && !NAME.test(v)) {
+        problems.push({
+          field,
+          message: `${label} "${v}" is not a Kubernetes name (lower-case letters, digits, '-' and '.')`,
+        });
+      }
     }
   };
   if (type === 'sql') {
@@ -141,10 +157,10 @@ export function validateQuery(q: WebbQuery): QueryProblem[] {
 /** The FlowFilter keys the query's own fields produce. */
 function ownFields(q: WebbQuery): Set<string> {
   const keys = new Set<string>();
-  if (q.namespace?.trim() || q.pod?.trim()) {
+  if (nameList(q.namespace).length || nameList(q.pod).length) {
     keys.add('source_pod').add('destination_pod');
   }
-  if (q.workload?.trim()) {
+  if (nameList(q.workload).length) {
     keys.add('source_workload').add('destination_workload');
   }
   if (q.verdict?.length) {
@@ -184,21 +200,23 @@ export function buildFlowFilters(q: WebbQuery): FlowFilter[] {
   if (q.traceId?.trim()) {
     common.trace_id = [q.traceId.trim().toLowerCase()];
   }
-  const ns = q.namespace?.trim() ?? '';
-  const pod = q.pod?.trim() ?? '';
-  const workload = q.workload?.trim() ?? '';
+  const namespaces = nameList(q.namespace);
+  const pods = nameList(q.pod);
+  const workloads = nameList(q.workload);
   // Hubble's pod filter: `namespace/pod-prefix`, `namespace/` for a whole namespace, or a bare
-  // pod prefix meaning namespace `default`.
-  const podFilter = ns || pod ? (ns ? `${ns}/${pod}` : pod) : '';
+  // pod prefix meaning namespace `default`. Several values of one field are or'ed.
+  const podFilters = namespaces.length
+    ? namespaces.flatMap((n) => (pods.length ? pods.map((p) => `${n}/${p}`) : [`${n}/`]))
+    : pods;
   const sides: FlowFilter[] = [];
-  if (podFilter || workload) {
+  if (podFilters.length || workloads.length) {
     for (const side of ['source', 'destination']) {
       const f: FlowFilter = { ...common };
-      if (podFilter) {
-        f[`${side}_pod`] = [podFilter];
+      if (podFilters.length) {
+        f[`${side}_pod`] = podFilters;
       }
-      if (workload) {
-        f[`${side}_workload`] = [{ name: workload }];
+      if (workloads.length) {
+        f[`${side}_workload`] = workloads.map((name) => ({ name }));
       }
       sides.push(f);
     }

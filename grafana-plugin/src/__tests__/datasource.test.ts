@@ -175,25 +175,53 @@ describe('flows query (GET /api/v1/flows)', () => {
   });
 
   it('dashboard variables are interpolated into the filters', async () => {
-    const vars: Record<string, string> = { $namespace: 'ns-5', $verdict: 'DROPPED' };
-    setTemplateSrv({
-      replace: (text?: string) => (text ?? '').replace(/\$\w+/g, (v) => vars[v] ?? v),
-      getVariables: () => [] as TypedVariableModel[],
-      containsTemplate: (t?: string) => !!t?.includes('$'),
-      updateTimeRange: () => {},
-    } as unknown as TemplateSrv);
-    try {
+    await withVariables({ namespace: ['ns-5'], verdict: ['DROPPED'] }, async () => {
       const ds = datasource();
       const f = await one(ds, { queryType: 'flows', namespace: '$namespace', verdict: ['$verdict'], limit: 10000 });
       expect(f.length).toBe(
         await sqlCount(ds, "verdict = 'DROPPED' AND (source_namespace = 'ns-5' OR destination_namespace = 'ns-5')")
       );
       expect(new Set(fieldValues(f, 'Verdict'))).toEqual(new Set(['DROPPED']));
-    } finally {
-      setTemplateSrv(undefined as unknown as TemplateSrv);
-    }
+    });
+  });
+
+  it('a multi-value variable matches any of its values; its All value (.*) matches everything', async () => {
+    await withVariables({ namespace: ['ns-3', 'ns-5'], workload: ['.*'] }, async () => {
+      const ds = datasource();
+      const f = await one(ds, { queryType: 'flows', namespace: '$namespace', workload: '$workload', limit: 10000 });
+      const either = "(source_namespace IN ('ns-3', 'ns-5') OR destination_namespace IN ('ns-3', 'ns-5'))";
+      expect(f.length).toBe(await sqlCount(ds, `${either} AND $__timeFilter(time)`));
+      expect(f.length).toBeGreaterThan(
+        await sqlCount(ds, "(source_namespace = 'ns-3' OR destination_namespace = 'ns-3')")
+      );
+    });
   });
 });
+
+/**
+ * Runs `body` with dashboard variables set, through a stand-in for Grafana's TemplateSrv that
+ * formats multi-value variables as Grafana does: `{a,b}` by default, `a,b` with format `csv`.
+ */
+async function withVariables(vars: Record<string, string[]>, body: () => Promise<void>) {
+  setTemplateSrv({
+    replace: (text?: string, _scoped?: unknown, format?: string) =>
+      (text ?? '').replace(/\$(\w+)/g, (whole, name: string) => {
+        const v = vars[name];
+        if (!v) {
+          return whole;
+        }
+        return v.length === 1 ? v[0] : format === 'csv' ? v.join(',') : `{${v.join(',')}}`;
+      }),
+    getVariables: () => [] as TypedVariableModel[],
+    containsTemplate: (t?: string) => !!t?.includes('$'),
+    updateTimeRange: () => {},
+  } as unknown as TemplateSrv);
+  try {
+    await body();
+  } finally {
+    setTemplateSrv(undefined as unknown as TemplateSrv);
+  }
+}
 
 describe('service map query (GET /api/v1/service-map)', () => {
   it('gives nodes and edges frames that keep the Node Graph rules', async () => {
@@ -222,6 +250,23 @@ describe('service map query (GET /api/v1/service-map)', () => {
     const dst = fieldValues(edges, 'target') as string[];
     expect(src.length).toBeGreaterThan(0);
     src.forEach((s, i) => expect(ns.get(s) === 'ns-3' || ns.get(dst[i]) === 'ns-3').toBe(true));
+  });
+});
+
+describe('service map of several namespaces', () => {
+  it('is the union of the maps of each', async () => {
+    const ds = datasource();
+    const both = (await ds.query(request([{ queryType: 'serviceMap', namespace: 'ns-3,ns-5' }]))).data as DataFrame[];
+    expectNodeGraphRules(both);
+    const edgeIds = (frames: DataFrame[]) => fieldValues(frames[1], 'id') as string[];
+    const ns3 = edgeIds(
+      (await ds.query(request([{ queryType: 'serviceMap', namespace: 'ns-3' }]))).data as DataFrame[]
+    );
+    const ns5 = edgeIds(
+      (await ds.query(request([{ queryType: 'serviceMap', namespace: 'ns-5' }]))).data as DataFrame[]
+    );
+    expect(new Set(edgeIds(both))).toEqual(new Set([...ns3, ...ns5]));
+    expect(edgeIds(both).length).toBe(new Set([...ns3, ...ns5]).size);
   });
 });
 

@@ -41,6 +41,26 @@ describe('Hubble FlowFilters from a flows query', () => {
     expect(buildFlowFilters(q({ pod: 'api-7' }))).toEqual([{ source_pod: ['api-7'] }, { destination_pod: ['api-7'] }]);
   });
 
+  it("several values of a field (a multi-value variable) are or'ed; .* or * means any", () => {
+    expect(buildFlowFilters(q({ namespace: 'shop, store', workload: 'api,web' }))).toEqual([
+      { source_pod: ['shop/', 'store/'], source_workload: [{ name: 'api' }, { name: 'web' }] },
+      { destination_pod: ['shop/', 'store/'], destination_workload: [{ name: 'api' }, { name: 'web' }] },
+    ]);
+    expect(buildFlowFilters(q({ namespace: 'shop,store', pod: 'api-' }))).toEqual([
+      { source_pod: ['shop/api-', 'store/api-'] },
+      { destination_pod: ['shop/api-', 'store/api-'] },
+    ]);
+    expect(buildFlowFilters(q({ namespace: '.*', workload: '*', verdict: ['DROPPED'] }))).toEqual([
+      { verdict: ['DROPPED'] },
+    ]);
+    expect(validateQuery(q({ namespace: '.*', workload: 'api,Web!' }))).toEqual([
+      {
+        field: 'workload',
+        message: "Workload \"Web!\" is not a Kubernetes name (lower-case letters, digits, '-' and '.')",
+      },
+    ]);
+  });
+
   it('free FlowFilter JSON is ANDed with every filter the fields make', () => {
     const free = '[{"destination_port": ["53"]}, {"source_label": ["k8s:app=web"]}]';
     expect(buildFlowFilters(q({ filterJson: free }))).toEqual(JSON.parse(free));
