@@ -903,7 +903,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		a.l7_kind = l7;
 		a.flags |= l7_cont ? WEBB_F_L7_CONT : WEBB_F_L7_HEAD;
 		a.scan = l7 != WEBB_L7_DNS;
-		a.cap = cfg_cap_len;
+		/* cfg_cap_len counts payload bytes: a segment of that size is captured whole,
+		 * headers included (emit() bounds it by the packet and WEBB_CAP_MAX). */
+		a.cap = p.payload_off + cfg_cap_len;
 		c->l7_events++;
 	}
 

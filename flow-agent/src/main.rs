@@ -72,7 +72,8 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     netns: Option<PathBuf>,
 
-    /// Bytes captured from packets that start an L7 message.
+    /// Payload bytes captured from packets that start an L7 message (and from the segments
+    /// that continue an unfinished HTTP head).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..=1500))]
     capture_bytes: u16,
 

@@ -211,6 +211,28 @@ fn http_request_head_emits_with_payload() {
 }
 
 #[test]
+fn an_l7_segment_of_the_capture_size_is_captured_whole() {
+    let mut dp = load(Aggregation::Flows);
+    run(&dp, TcProgram::Egress, &tcp(C, 40006, S, 80, SYN, 1, b""));
+    // Exactly the default capture size of payload, the head still open (as a client writing a
+    // large head in capture-sized pieces sends it): the capture counts payload bytes, so the
+    // relay gets every byte to reassemble.
+    let cap = usize::from(DatapathConfig::default().cap_len);
+    let mut head = b"GET /large HTTP/1.1\r\nX-Pad: ".to_vec();
+    head.resize(cap, b'p');
+    run(
+        &dp,
+        TcProgram::Egress,
+        &tcp(C, 40006, S, 80, ACK | PSH, 2, &head),
+    );
+    let recs = events(&mut dp);
+    let ev = RawEvent::parse(recs.last().unwrap()).unwrap();
+    assert!(ev.has_flag(flags::L7_HEAD));
+    assert_eq!(ev.l7_bytes(), &head[..]);
+    assert!(!ev.has_flag(flags::TRUNCATED));
+}
+
+#[test]
 fn http_head_spanning_segments_emits_continuations_until_complete() {
     let mut dp = load(Aggregation::Flows);
     run(&dp, TcProgram::Egress, &tcp(C, 40004, S, 80, SYN, 1, b""));

@@ -81,8 +81,9 @@ pub enum Transport {
 /// Load-time settings of the datapath.
 #[derive(Debug, Clone)]
 pub struct DatapathConfig {
-    /// Bytes captured from the L2 header for L7 records (default 512, at most [`CAP_LEN_MAX`]).
-    /// Other records carry the packet's headers only.
+    /// Payload bytes captured for L7 records, after the packet's headers (default 512, at most
+    /// [`CAP_LEN_MAX`]; a record holds at most 1536 bytes with the headers). Other records
+    /// carry the packet's headers only.
     pub cap_len: u16,
     /// Event aggregation mode.
     pub aggregation: Aggregation,
