@@ -100,6 +100,24 @@ pub trait NodesSource: Send + Sync + std::fmt::Debug + 'static {
     fn stream_preamble(&self) -> Vec<NodeStatusEvent> {
         Vec::new()
     }
+    /// The `ServerStatus` of every connected node, added to the relay's own in its
+    /// `ServerStatus` answer (see [`add_node_statuses`]). Nodes that do not answer in time are
+    /// left out; by default there are none.
+    async fn node_statuses(&self) -> Vec<ServerStatusResponse> {
+        Vec::new()
+    }
+}
+
+/// Adds the nodes' counts to a relay's own status as Hubble's relay sums them: `num_flows`,
+/// `max_flows`, `seen_flows` and `flows_rate` summed, the longest `uptime_ns`.
+pub fn add_node_statuses(own: &mut ServerStatusResponse, nodes: &[ServerStatusResponse]) {
+    for n in nodes {
+        own.num_flows = own.num_flows.saturating_add(n.num_flows);
+        own.max_flows = own.max_flows.saturating_add(n.max_flows);
+        own.seen_flows = own.seen_flows.saturating_add(n.seen_flows);
+        own.flows_rate += n.flows_rate;
+        own.uptime_ns = own.uptime_ns.max(n.uptime_ns);
+    }
 }
 
 /// Which stored flows a GetFlows request needs from history (everything older than the ring).
@@ -347,7 +365,17 @@ impl ObserverService {
         resp
     }
 
-    /// The `ServerStatus` answer.
+    /// The `ServerStatus` answer: this server's own ring, plus, on a relay, every connected
+    /// node's counts ([`add_node_statuses`]).
+    pub async fn cluster_status(&self) -> ServerStatusResponse {
+        let mut out = self.status();
+        if let Some(nodes) = &self.nodes {
+            add_node_statuses(&mut out, &nodes.node_statuses().await);
+        }
+        out
+    }
+
+    /// This server's own counts (its ring) and, on a relay, the node counts.
     pub fn status(&self) -> ServerStatusResponse {
         let s = &self.state;
         let mut out = ServerStatusResponse {
@@ -621,6 +649,6 @@ impl Observer for ObserverService {
         &self,
         _request: Request<ServerStatusRequest>,
     ) -> Result<Response<ServerStatusResponse>, Status> {
-        Ok(self.versioned(Response::new(self.status())))
+        Ok(self.versioned(Response::new(self.cluster_status().await)))
     }
 }

@@ -24,6 +24,7 @@ use webb_proto::relay::{NodeState, NodeStatusEvent};
 
 use flow_store::FlowStore;
 use webb_proto::flow::Flow;
+use webb_proto::webb_v1::{FlowExtras, StageLoss};
 
 use crate::l7::HttpStats;
 use crate::metrics::Metrics;
@@ -40,6 +41,29 @@ pub mod stage {
     pub const RELAY_L7_HTTP: &str = "relay_l7_http";
     /// The relay's ring (queue depth only: a slow reader's loss is `hubble_ring_reader`).
     pub const RELAY_RING: &str = "relay_ring";
+
+    /// An agent's kernel ring buffer had no room (the agent's `datapath_ring`; Hubble's
+    /// `PERF_EVENT_RING_BUFFER`).
+    pub const AGENT_DATAPATH_RING: &str = "datapath_ring";
+    /// The relay's reader of an agent's flow ring fell behind (the agent's
+    /// `hubble_ring_reader`; Hubble's `HUBBLE_RING_BUFFER`).
+    pub const AGENT_RING_READER: &str = flow_observer::observer::stage::HUBBLE_RING_READER;
+    /// An agent's events queue overflowed (Hubble's `OBSERVER_EVENTS_QUEUE`).
+    pub const AGENT_EVENTS_QUEUE: &str = "observer_events_queue";
+    /// A lost event whose source the relay does not know.
+    pub const UNKNOWN: &str = "unknown";
+
+    /// The stage an agent's `LostEvent` names, as the agent labels it in its own
+    /// `webb_lost_events_total{stage}` (a `LostEvent` carries only Hubble's source).
+    pub fn of_agent_lost_event(source: i32) -> &'static str {
+        use webb_proto::flow::LostEventSource as S;
+        match S::try_from(source) {
+            Ok(S::PerfEventRingBuffer) => AGENT_DATAPATH_RING,
+            Ok(S::HubbleRingBuffer) => AGENT_RING_READER,
+            Ok(S::ObserverEventsQueue) => AGENT_EVENTS_QUEUE,
+            Ok(S::UnknownLostEventSource) | Err(_) => UNKNOWN,
+        }
+    }
 }
 
 /// Rows one `--last N` GetFlows may examine in the store before it answers with what it found.
@@ -204,14 +228,59 @@ impl History for StoreHistory {
 struct Writer {
     observed: Arc<Observed>,
     outputs: Outputs,
+    losses: Arc<LossCounters>,
+    /// Events lost per node and stage that no flow of that node has carried yet (see
+    /// [`Writer::note_gap`]).
+    gaps: BTreeMap<String, BTreeMap<&'static str, u64>>,
     unflushed: usize,
     last_flush: Instant,
 }
 
 impl Writer {
+    /// Records that `count` events of `node` were lost at `stage` before the flows that come
+    /// next. The next flow of that node carries them in `webb.v1.FlowExtras.loss` (only
+    /// clients that ask for extras see it; the store keeps it): the gap right before it.
+    /// The relay's own stages (node = the relay) go with the next flow of any node.
+    fn note_gap(&mut self, node: &str, stage: &'static str, count: u64) {
+        if count > 0 {
+            *self
+                .gaps
+                .entry(node.to_string())
+                .or_default()
+                .entry(stage)
+                .or_default() += count;
+        }
+    }
+
+    /// The gaps `flow` closes: its node's and the relay's own.
+    fn take_gaps(&mut self, node: &str) -> Vec<StageLoss> {
+        if self.gaps.is_empty() {
+            return Vec::new();
+        }
+        let relay = self.losses.node_name.clone();
+        let mut out = Vec::new();
+        for n in [node, relay.as_str()] {
+            if let Some(stages) = self.gaps.remove(n) {
+                out.extend(stages.into_iter().map(|(stage, lost)| StageLoss {
+                    stage: stage.to_string(),
+                    node: n.to_string(),
+                    lost,
+                }));
+            }
+            if node == relay {
+                break;
+            }
+        }
+        out
+    }
+
     fn push(&mut self, resp: GetFlowsResponse) {
         match resp.response_types {
             Some(ResponseTypes::Flow(mut flow)) => {
+                let gaps = self.take_gaps(&flow.node_name);
+                if !gaps.is_empty() {
+                    add_loss(&mut flow, gaps);
+                }
                 let out = &self.outputs;
                 if let Some(m) = &out.metrics {
                     m.observe(&flow);
@@ -243,7 +312,17 @@ impl Writer {
                 if let Some(m) = &self.outputs.metrics {
                     m.record_lost_event(&ev);
                 }
-                self.observed.push_lost_from(&resp.node_name, ev);
+                // An agent's loss, under its stage and node in webb_lost_events_total and
+                // on the next flow of that node.
+                let node = if resp.node_name.is_empty() {
+                    self.losses.node_name.clone()
+                } else {
+                    resp.node_name.clone()
+                };
+                let stage = stage::of_agent_lost_event(ev.source);
+                self.losses.add(stage, &node, ev.num_events_lost);
+                self.note_gap(&node, stage, ev.num_events_lost);
+                self.observed.push_lost_from(&node, ev);
             }
             // Agent and debug events are not part of the flow stream.
             _ => return,
@@ -261,6 +340,17 @@ impl Writer {
         }
         self.last_flush = Instant::now();
     }
+}
+
+/// Appends `loss` to the flow's `webb.v1.FlowExtras` (creating them when it has none).
+fn add_loss(flow: &mut Flow, loss: Vec<StageLoss>) {
+    let mut extras = match webb_proto::extras::unpack(flow) {
+        Some(Ok(e)) => e,
+        // Extras that do not decode are not ours to keep (the ring drops them too).
+        Some(Err(_)) | None => FlowExtras::default(),
+    };
+    extras.loss.extend(loss);
+    webb_proto::extras::attach(flow, Some(&extras));
 }
 
 type SharedPipeline = Arc<Mutex<Option<Pipeline>>>;
@@ -328,6 +418,25 @@ impl NodesSource for PoolNodes {
         c
     }
 
+    /// Like Hubble's relay, every connected peer is asked for its own status (in parallel,
+    /// each within `PEER_STATUS_TIMEOUT`); one that does not answer is left out of the sums.
+    async fn node_statuses(&self) -> Vec<webb_proto::observer::ServerStatusResponse> {
+        let asks = pool_nodes(&self.pipeline)
+            .into_iter()
+            .filter(connected)
+            .map(|info| async move {
+                tokio::time::timeout(PEER_STATUS_TIMEOUT, peer_status(&info.address))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            });
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     fn stream_preamble(&self) -> Vec<NodeStatusEvent> {
         let (up, down): (Vec<NodeInfo>, Vec<NodeInfo>) =
             pool_nodes(&self.pipeline).into_iter().partition(connected);
@@ -388,6 +497,8 @@ impl RelayServer {
         let writer = Arc::new(Mutex::new(Writer {
             observed: observed.clone(),
             outputs: config.outputs.clone(),
+            losses: losses.clone(),
+            gaps: BTreeMap::new(),
             unflushed: 0,
             last_flush: Instant::now(),
         }));
@@ -447,9 +558,15 @@ impl RelayServer {
         pool_nodes(&self.pipeline)
     }
 
-    /// The Observer's `ServerStatus` answer (ring, counts, nodes).
+    /// The relay's own ring and node counts (what `ServerStatus` adds the nodes' counts to).
     pub fn status(&self) -> webb_proto::observer::ServerStatusResponse {
         self.services.observer.status()
+    }
+
+    /// The Observer's `ServerStatus` answer: the relay's ring plus every connected node's
+    /// counts, summed as Hubble's relay sums them.
+    pub async fn cluster_status(&self) -> webb_proto::observer::ServerStatusResponse {
+        self.services.observer.cluster_status().await
     }
 
     /// Counters of the stages after the peer pool.
@@ -694,6 +811,11 @@ async fn monitor(
         let mut w = lock(&writer);
         for loss in losses_now {
             losses.add(loss.stage, &loss.node, loss.count);
+            // Stages before the ring leave a gap in the flows that follow; the store and span
+            // export lose after it, so no flow there misses a predecessor.
+            if loss.stage == stage::RELAY_QUEUE || loss.stage == stage::RELAY_L7_HTTP {
+                w.note_gap(&loss.node, loss.stage, loss.count);
+            }
             w.observed.push_lost_from(&loss.node, loss.event(now));
             w.unflushed += 1;
         }
