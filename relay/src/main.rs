@@ -5,7 +5,7 @@
 use anyhow::Context;
 use clap::Parser;
 use relay::l7::HttpConfig;
-use relay::metrics::{Metrics, MetricsConfig};
+use relay::metrics::{EndpointsWatch, Metrics, MetricsConfig};
 use relay::peers::PoolConfig;
 use relay::pipeline::PipelineConfig;
 use relay::privacy::{DEFAULT_REDACTED_HEADERS, Redaction};
@@ -61,6 +61,13 @@ struct Args {
     /// Series per metric; updates that would add more are counted, not applied.
     #[arg(long, default_value_t = MetricsConfig::DEFAULT_MAX_SERIES)]
     metrics_max_series: usize,
+    /// The agents' endpoints file (standalone mode), followed for changes: the series of an
+    /// endpoint removed from it go after `--metrics-endpoint-grace`.
+    #[arg(long, value_name = "FILE")]
+    endpoints: Option<std::path::PathBuf>,
+    /// How long the series of a removed endpoint stay (its last scrapes still see them).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    metrics_endpoint_grace: std::time::Duration,
     /// Flow history directory (Hive-partitioned Parquet); `none` keeps no history.
     #[arg(long, default_value = "./webb-data")]
     store_dir: String,
@@ -192,9 +199,13 @@ fn outputs(args: &Args) -> anyhow::Result<Outputs> {
     } else {
         let mut config = MetricsConfig::from_flag(&args.metrics).context("--metrics")?;
         config.max_series_per_metric = args.metrics_max_series;
-        Some(std::sync::Arc::new(
-            Metrics::new(&config).context("--metrics")?,
-        ))
+        config.endpoint_grace = args.metrics_endpoint_grace;
+        let metrics = std::sync::Arc::new(Metrics::new(&config).context("--metrics")?);
+        if let Some(path) = &args.endpoints {
+            let watch = EndpointsWatch::open(path).context("--endpoints")?;
+            tokio::spawn(follow_endpoints(watch, metrics.clone()));
+        }
+        Some(metrics)
     };
     let store = if args.store_dir == "none" {
         None
@@ -224,6 +235,19 @@ fn outputs(args: &Args) -> anyhow::Result<Outputs> {
         store,
         spans,
     })
+}
+
+/// Re-reads the endpoints file every second; removed endpoints' series go after the grace.
+async fn follow_endpoints(mut watch: EndpointsWatch, metrics: std::sync::Arc<Metrics>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        match watch.poll(&metrics, std::time::Instant::now()) {
+            Ok((0, 0)) => {}
+            Ok((gone, came)) => tracing::info!(gone, came, "endpoints file changed"),
+            Err(e) => tracing::warn!("{e}; keeping the endpoints read before"),
+        }
+    }
 }
 
 /// `n` synthetic flows spread over the hour before now, flushed before the relay serves.

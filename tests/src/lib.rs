@@ -89,3 +89,6 @@ pub fn retry_until(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+pub mod dashboards;
+pub mod prometheus;

@@ -11,6 +11,7 @@
 //! OpenMetrics text with exemplars (the `prometheus` crate has neither).
 
 mod context;
+mod endpoints;
 mod family;
 mod names;
 mod options;
@@ -31,6 +32,7 @@ use prometheus_client::registry::Registry;
 use webb_proto::flow::{Flow, L7FlowType, LostEvent, LostEventSource, Verdict, layer4, layer7};
 
 pub use context::{ContextId, ContextLabel, ContextOptions};
+pub use endpoints::{EndpointsFileError, EndpointsWatch, parse_endpoints};
 pub use family::TraceLabel;
 pub use options::{OptionsError, PluginKind, PluginSpec, parse_metrics};
 
