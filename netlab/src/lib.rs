@@ -34,9 +34,14 @@ mod traffic;
 pub use topology::{
     Node, Pod, PodSpec, Topology, Workload, cleanup_leftovers, cleanup_stale, shop, unique_prefix,
 };
+/// The shop's network policies (CiliumNetworkPolicy YAML) for `webb-agent --policy`: `db` takes
+/// connections only from `cart` and `catalog` (so `frontend → db` is denied), and `frontend` may
+/// call only `catalog`, `cart` and kube-dns (shown in audit mode by the demo).
+pub const SHOP_POLICIES: &str = include_str!("shop-policies.yaml");
+
 pub use traffic::{
-    CALLS, ClientCounts, PairCounts, Plan, Report, ServerCounts, TracedRequest, Traffic,
-    TrafficStats,
+    CALLS, CLOSED_UDP_PORT, ClientCounts, PairCounts, Plan, Report, ServerCounts, TracedRequest,
+    Traffic, TrafficStats,
 };
 
 /// What can go wrong while building or driving the network.

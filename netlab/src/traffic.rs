@@ -7,7 +7,9 @@
 //! Each client *action* resolves the callee's service name over UDP 53 (when a DNS pod exists),
 //! then makes HTTP requests to it in one of three ways — keep-alive (2–4 requests on one
 //! connection), a new connection per request (`Connection: close`), or pipelined (3 requests in
-//! one write) — over IPv4 or IPv6; every fifth action also pings the callee.
+//! one write) — over IPv4 or IPv6; every fifth action also pings the callee, and every tenth
+//! sends a UDP datagram to a port nobody listens on at the client's node (a probe of a service
+//! that is not there), which the node's kernel drops (`NO_SOCKET`): a drop Webb did not cause.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -37,6 +39,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(3);
 const DNS_TIMEOUT: Duration = Duration::from_secs(1);
 const ICMP_TIMEOUT: Duration = Duration::from_secs(1);
+/// UDP port probed at the client's node, where nothing listens (the discard service's port).
+pub const CLOSED_UDP_PORT: u16 = 9;
 /// Actions in flight per client pod (a denied path must not stall the schedule).
 const IN_FLIGHT: usize = 8;
 
@@ -116,6 +120,8 @@ pub struct ClientCounts {
     pub dns_timeouts: u64,
     pub icmp_echo_requests: u64,
     pub icmp_echo_replies: u64,
+    /// UDP datagrams sent to [`CLOSED_UDP_PORT`] at the client's node.
+    pub closed_port_probes: u64,
 }
 
 impl ClientCounts {
@@ -225,8 +231,13 @@ impl Traffic {
                 })
                 .collect();
             let is_client = client_keys.contains(pod.key.as_str());
+            let node_addr = topo
+                .node(&pod.node)
+                .map(|n| IpAddr::from(n.gateway_v4))
+                .ok_or_else(|| Error::Spec(format!("pod {} has no node {}", pod.key, pod.node)))?;
             let ctx = PodCtx {
                 pod: pod.clone(),
+                node_addr,
                 calls,
                 interval: Duration::from_secs_f64(1.0 / per_client_rate),
                 seed: plan.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
@@ -322,6 +333,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 struct PodCtx {
     pod: Pod,
+    /// The node's address as its pods see it (their gateway).
+    node_addr: IpAddr,
     calls: Vec<(Pod, u32)>,
     interval: Duration,
     seed: u64,
@@ -476,6 +489,7 @@ impl PodCtx {
                 })
                 .collect();
             let ping = n.is_multiple_of(5);
+            let probe_closed_port = n.is_multiple_of(10).then_some(self.node_addr);
             n += 1;
             let permit = limit.clone().acquire_owned().await.expect("never closed");
             let action = Action {
@@ -485,6 +499,7 @@ impl PodCtx {
                 ipv6,
                 paths,
                 ping,
+                probe_closed_port,
                 dns_id: rng.u16(..),
                 shared: sh.clone(),
             };
@@ -542,6 +557,8 @@ struct Action {
     ipv6: bool,
     paths: Vec<(&'static str, Option<(String, String)>)>,
     ping: bool,
+    /// Send one datagram to [`CLOSED_UDP_PORT`] at this address.
+    probe_closed_port: Option<IpAddr>,
     dns_id: u16,
     shared: Arc<Shared>,
 }
@@ -557,6 +574,9 @@ impl Action {
         } else {
             self.to.ipv4.into()
         };
+        if let Some(node) = self.probe_closed_port {
+            self.probe(node).await;
+        }
         if self.ping {
             lock(counts).icmp_echo_requests += 1;
             if let Ok(true) = icmp::echo(dst, self.dns_id, ICMP_TIMEOUT).await {
@@ -616,6 +636,20 @@ impl Action {
             }
         };
         self.record(&statuses);
+    }
+
+    /// One datagram, no answer expected (the ICMP port-unreachable coming back is not read).
+    async fn probe(&self, node: IpAddr) {
+        let Ok(sock) = UdpSocket::bind(SocketAddr::from(([0u8; 4], 0))).await else {
+            return;
+        };
+        if sock
+            .send_to(b"webb-probe", SocketAddr::new(node, CLOSED_UDP_PORT))
+            .await
+            .is_ok()
+        {
+            lock(&self.shared.client).closed_port_probes += 1;
+        }
     }
 
     async fn resolve(&self, server: IpAddr) {
@@ -777,8 +811,14 @@ impl std::fmt::Display for Report {
         }
         writeln!(
             f,
-            "  DNS (UDP 53): {} queries, {} answers, {} timeouts; ICMP echo: {} sent, {} replies",
-            c.dns_queries, c.dns_answers, c.dns_timeouts, c.icmp_echo_requests, c.icmp_echo_replies
+            "  DNS (UDP 53): {} queries, {} answers, {} timeouts; ICMP echo: {} sent, {} replies; \
+             {} UDP probes of a closed port",
+            c.dns_queries,
+            c.dns_answers,
+            c.dns_timeouts,
+            c.icmp_echo_requests,
+            c.icmp_echo_replies,
+            c.closed_port_probes
         )?;
         write!(
             f,

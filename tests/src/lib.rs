@@ -4,6 +4,8 @@
 //! The binaries are those `cargo test --workspace` builds beside the tests (cargo builds a
 //! package's binaries for its integration tests, and the relay and the CLI have some).
 
+pub mod demo;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
