@@ -307,6 +307,12 @@ fn prometheus_sees_the_relays_series_exemplars_and_every_dashboard_query_during_
         "too little traffic to judge: {report}"
     );
 
+    eprintln!(
+        "traffic: {} HTTP responses, {} traced trace ids sent",
+        report.client.responses(),
+        sent.len()
+    );
+
     // 1. Every target is up and its last scrape had no error.
     let targets = stack.eventually("all 3 targets scraped and up", |p| {
         let t = p.active_targets();
@@ -389,6 +395,11 @@ fn prometheus_sees_the_relays_series_exemplars_and_every_dashboard_query_during_
     assert!(
         !histogram.is_empty(),
         "no exemplar on the duration histogram"
+    );
+    eprintln!(
+        "exemplars: {} on hubble_http_requests_total, {} on the duration histogram",
+        ex.len(),
+        histogram.len()
     );
 
     // 4. A traced connection that a policy reload denies: its drop and its policy verdict carry
