@@ -63,6 +63,13 @@ pub struct Ports {
     pub relay_http: u16,
 }
 
+/// Choices beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The relay exports network spans to this OTLP/gRPC endpoint (`--otlp-endpoint`).
+    pub otlp_endpoint: Option<String>,
+}
+
 impl Ports {
     /// Hubble's ports, as a user expects them: agents on 4244, 4246, … (4245 stays free for the
     /// relay, since every agent shares the root namespace), agent metrics on 9962, 9963, …, the
@@ -207,6 +214,7 @@ impl Stack {
         topo: &netlab::Topology,
         bins: &Binaries,
         ports: &Ports,
+        options: &Options,
         work: &Path,
         stop: &AtomicBool,
     ) -> Result<Stack> {
@@ -283,8 +291,11 @@ impl Stack {
             .args(["--http-listen", &stack.relay_http])
             .args(["--metrics", RELAY_METRICS])
             .arg("--store-dir")
-            .arg(&stack.store)
-            .stdin(Stdio::null())
+            .arg(&stack.store);
+        if let Some(endpoint) = &options.otlp_endpoint {
+            cmd.args(["--otlp-endpoint", endpoint]);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
         stack.children.spawn("relay", &mut cmd)?;

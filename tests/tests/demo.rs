@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use webb_scenarios::binary;
-use webb_scenarios::demo::{Binaries, Ports, Stack};
+use webb_scenarios::demo::{Binaries, Options, Ports, Stack};
 
 #[test]
 fn the_demo_scenario_shows_every_promised_fact_and_leaves_nothing_behind() {
@@ -28,6 +28,7 @@ fn the_demo_scenario_shows_every_promised_fact_and_leaves_nothing_behind() {
             &topo,
             &bins,
             &Ports::free(topo.nodes().len()),
+            &Options::default(),
             work.path(),
             &stop,
         )

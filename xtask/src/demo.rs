@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use webb_scenarios::demo::{Binaries, Ports, Stack, kill_leftover_processes};
+use webb_scenarios::demo::{Binaries, Options, Ports, Stack, kill_leftover_processes};
 
 use crate::cmd::{self, fmt_duration};
 use crate::prereq::{self, Needs};
@@ -32,6 +32,10 @@ pub struct DemoArgs {
     /// Print `webb observe -f` instead of opening `webb tui` (also when stdout is not a terminal).
     #[arg(long)]
     no_tui: bool,
+    /// Export the relay's network spans to this OTLP/gRPC endpoint (e.g. a Tempo or an
+    /// OpenTelemetry Collector at http://127.0.0.1:4317).
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 pub fn run(args: &DemoArgs) -> Result<bool> {
@@ -123,7 +127,10 @@ fn run_stack(
     stop: &AtomicBool,
 ) -> Result<bool> {
     let ports = Ports::hubble(topo.nodes().len());
-    let mut stack = Stack::start(topo, bins, &ports, work, stop)?;
+    let options = Options {
+        otlp_endpoint: args.otlp_endpoint.clone(),
+    };
+    let mut stack = Stack::start(topo, bins, &ports, &options, work, stop)?;
     let server = stack.relay.clone();
     println!(
         "relay: Observer API on {server}; metrics at http://{http}/metrics, JSON API at \
