@@ -23,6 +23,8 @@ use webb_proto::peer::{ChangeNotificationType, NotifyRequest};
 use webb_proto::relay::{NodeState, NodeStatusEvent};
 use webb_proto::webb_v1::FlowsRequestOptions;
 
+/// How long a new connection waits for the agent's `peer.Peer/Notify` to name it.
+pub const NAME_WAIT: Duration = Duration::from_millis(500);
 /// Hubble's `ErrorAggregationWindow`.
 pub const ERROR_AGGREGATION_WINDOW: Duration = Duration::from_secs(10);
 /// Port of an agent's Observer when a peer address has none.
@@ -256,6 +258,21 @@ impl Shared {
         });
     }
 
+    /// Whether the node is still known by its address only (no name from a flow or Notify).
+    fn unnamed(&self, address: &str) -> bool {
+        self.nodes
+            .lock()
+            .is_ok_and(|n| n.get(address).is_some_and(|i| i.name == i.address))
+    }
+
+    fn set_name(&self, address: &str, name: &str) {
+        if let Ok(mut nodes) = self.nodes.lock()
+            && let Some(node) = nodes.get_mut(address)
+        {
+            node.name = name.to_string();
+        }
+    }
+
     fn count(&self, address: &str, name: &str, dropped: bool) {
         if let Ok(mut nodes) = self.nodes.lock()
             && let Some(node) = nodes.get_mut(address)
@@ -454,6 +471,13 @@ async fn stream_once(
         .connect()
         .await
         .map_err(connect)?;
+    // A peer from --peers is known by its address until its first flow; its own Notify
+    // usually names it at once, so NODE_CONNECTED and GetNodes carry the node's name.
+    if shared.unnamed(address)
+        && let Some(name) = announced_name(channel.clone(), address, NAME_WAIT).await
+    {
+        shared.set_name(address, &name);
+    }
     let stream_err = |status| PeerError::Stream {
         address: address.to_string(),
         status: Box::new(status),
@@ -478,6 +502,54 @@ async fn stream_once(
         }
     }
     Ok(())
+}
+
+/// The name an agent gives itself in its `peer.Peer/Notify` (agents announce themselves, by
+/// bare IP or `host:port`): the one entry on `address`'s host (and port, when it names one).
+/// `None` when the agent does not answer within `wait`, or several entries could be it.
+async fn announced_name(
+    channel: tonic::transport::Channel,
+    address: &str,
+    wait: Duration,
+) -> Option<String> {
+    let (host, port) = split_host_port(address)?;
+    let lookup = async {
+        let mut stream = PeerClient::new(channel)
+            .notify(NotifyRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        let mut found: Option<String> = None;
+        // Notify sends every known peer first, then waits: read until quiet or `wait`.
+        while let Ok(Ok(Some(n))) =
+            tokio::time::timeout(Duration::from_millis(100), stream.message()).await
+        {
+            let a = n.address.trim();
+            let (h, p) = match a.parse::<IpAddr>() {
+                Ok(ip) => (ip, None),
+                Err(_) => match split_host_port(a) {
+                    Some((h, p)) => (h, Some(p)),
+                    None => continue,
+                },
+            };
+            if h != host || p.is_some_and(|p| p != port) || n.name.is_empty() {
+                continue;
+            }
+            if found.is_some() {
+                return None;
+            }
+            found = Some(n.name);
+        }
+        found
+    };
+    tokio::time::timeout(wait, lookup).await.ok().flatten()
+}
+
+fn split_host_port(address: &str) -> Option<(IpAddr, u16)> {
+    address
+        .parse::<SocketAddr>()
+        .ok()
+        .map(|a| (a.ip(), a.port()))
 }
 
 async fn follow_notify(shared: Arc<Shared>, address: String) {

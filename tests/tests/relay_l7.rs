@@ -430,8 +430,13 @@ impl Relay {
             process: Process::spawn(&mut command, work.join("relay.log")),
             server,
         };
-        relay.wait_nodes("both nodes connected", |nodes| {
-            nodes.len() == 2 && nodes.values().all(|s| s == "NODE_CONNECTED")
+        // Named by the agents' own announcements, before either node sent a flow.
+        let names: Vec<&str> = agents.iter().map(|a| a.node.name.as_str()).collect();
+        relay.wait_nodes("both nodes connected under their names", |nodes| {
+            nodes.len() == 2
+                && names
+                    .iter()
+                    .all(|n| nodes.get(*n).is_some_and(|s| s == "NODE_CONNECTED"))
         });
         relay
     }

@@ -1,0 +1,141 @@
+//! A peer from `--peers host:port` is named by the agent itself: its `peer.Peer/Notify`
+//! announces the node (as the agent does, by bare IP), so GetNodes and NODE_CONNECTED carry
+//! the node's name before the node sent any flow. When the announcement is ambiguous, the
+//! node keeps its address until its first flow names it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flow_observer::{Health, Observed, ObserverService, PeerInfo, PeerService, Ring, Services};
+use relay::peers::PoolConfig;
+use relay::pipeline::PipelineConfig;
+use relay::server::{RelayConfig, RelayServer};
+use webb_proto::observer::GetNodesRequest;
+use webb_proto::observer::observer_client::ObserverClient;
+use webb_proto::relay::NodeState;
+
+/// An agent's Observer and Peer services on loopback, announcing `announced`.
+struct Agent {
+    addr: std::net::SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Agent {
+    fn start(name: &str, announced: impl Fn(&std::net::SocketAddr) -> Vec<PeerInfo>) -> Agent {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let observed = Arc::new(Observed::new(
+            name,
+            Arc::new(Ring::new(4095).unwrap()),
+            Arc::new(()),
+        ));
+        let peers = PeerService::new(announced(&addr));
+        runtime.spawn(async move {
+            let services = Services {
+                observer: ObserverService::new(observed),
+                peer: Some(peers),
+                health: Health::new(true).await,
+            };
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            services
+                .serve_tcp(listener, std::future::pending())
+                .await
+                .unwrap();
+        });
+        Agent {
+            addr,
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// (name, state) of every node the relay lists, once all are connected.
+async fn connected_nodes(agent: &Agent) -> Vec<(String, i32)> {
+    let relay = RelayServer::start(RelayConfig {
+        pipeline: PipelineConfig {
+            pool: PoolConfig {
+                peers: vec![agent.addr.to_string()],
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ring_capacity: 4095,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let relay = Arc::new(relay);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = relay.clone();
+    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
+    let mut client = ObserverClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let nodes: Vec<(String, i32)> = client
+            .get_nodes(GetNodesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .nodes
+            .into_iter()
+            .map(|n| (n.name, n.state))
+            .collect();
+        if !nodes.is_empty()
+            && nodes
+                .iter()
+                .all(|(_, s)| *s == NodeState::NodeConnected as i32)
+        {
+            return nodes;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the agent never connected: {:?}", relay.nodes());
+}
+
+#[tokio::test]
+async fn a_static_peer_is_named_by_its_own_announcement_before_any_flow() {
+    let agent = Agent::start("vn7", |_| {
+        vec![PeerInfo {
+            name: "vn7".into(),
+            address: "127.0.0.1".into(),
+        }]
+    });
+    assert_eq!(
+        connected_nodes(&agent).await,
+        [("vn7".to_string(), NodeState::NodeConnected as i32)]
+    );
+}
+
+#[tokio::test]
+async fn an_ambiguous_announcement_leaves_the_address_until_a_flow_names_the_node() {
+    // Two nodes announced on the same host, neither with a port: which one is this?
+    let agent = Agent::start("vn7", |_| {
+        ["vn7", "vn8"]
+            .map(|n| PeerInfo {
+                name: n.into(),
+                address: "127.0.0.1".into(),
+            })
+            .to_vec()
+    });
+    let addr = agent.addr.to_string();
+    assert_eq!(
+        connected_nodes(&agent).await,
+        [(addr, NodeState::NodeConnected as i32)]
+    );
+}
