@@ -6,13 +6,14 @@
 //! that `--last N`, `--first N`, `--since` and `--follow` read the store, continue with the
 //! ring and then live flows: every flow once, in time order, none missing.
 
+mod common;
+
+use common::Agent;
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flow_observer::{Health, Observed, ObserverService, Ring, Services};
 use flow_store::{FlowStore, StoreConfig};
 use relay::merge::MergeConfig;
 use relay::peers::PoolConfig;
@@ -61,61 +62,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One agent's Observer server in a runtime of its own (as in relay_server.rs).
-struct Agent {
-    addr: SocketAddr,
-    observed: Arc<Observed>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Agent {
-    fn start(name: &str) -> Agent {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let ring = Arc::new(Ring::new(4095).unwrap());
-        let observed = Arc::new(Observed::new(name, ring, Arc::new(())));
-        let state = observed.clone();
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let services = Services {
-                observer: ObserverService::new(state),
-                peer: None,
-                health: Health::new(true).await,
-            };
-            services
-                .serve_tcp(listener, std::future::pending())
-                .await
-                .unwrap();
-        });
-        Agent {
-            addr,
-            observed,
-            runtime: Some(runtime),
-        }
-    }
-
-    fn push(&self, flows: &[Flow]) {
-        for f in flows {
-            self.observed.push_flow(f, None);
-        }
-        self.observed.flush();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
     }
 }
 
@@ -287,7 +233,7 @@ impl Setup {
     async fn push_live(&mut self, flows: &[Flow]) {
         let seen = self.relay.status().seen_flows + flows.len() as u64;
         let appended = self.store.stats().appended + flows.len() as u64;
-        self.agent.push(flows);
+        self.agent.push_flows(flows);
         self.wait_until(&format!("{seen} flows seen"), |s| s.seen_flows >= seen)
             .await;
         let store = self.store.clone();

@@ -5,10 +5,12 @@
 //! semantics). Two real agent Observer servers (flow-observer, the code the agent serves) on
 //! loopback, the relay following them, a real Observer client.
 
+mod common;
+
+use common::Agent;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flow_observer::{Health, Observed, ObserverService, Ring, Services};
 use relay::merge::MergeConfig;
 use relay::metrics::{Metrics, MetricsConfig};
 use relay::peers::PoolConfig;
@@ -16,8 +18,7 @@ use relay::pipeline::PipelineConfig;
 use relay::server::{Outputs, RelayConfig, RelayServer};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
-use webb_proto::Timestamp;
-use webb_proto::flow::{Flow, LostEvent, LostEventSource};
+use webb_proto::flow::{Flow, LostEventSource};
 use webb_proto::observer::get_flows_response::ResponseTypes;
 use webb_proto::observer::observer_client::ObserverClient;
 use webb_proto::observer::{
@@ -29,84 +30,6 @@ use webb_proto::webb_v1::{FlowsRequestOptions, StageLoss};
 const STEPS: usize = 100;
 const STEP: Duration = Duration::from_millis(100);
 const RING: usize = 4095;
-
-/// One agent's Observer server in a runtime of its own.
-struct Agent {
-    name: String,
-    addr: std::net::SocketAddr,
-    observed: Arc<Observed>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-/// Stopping the runtime closes every connection at once, as when the agent's process ends
-/// (and a runtime may not be dropped inside the test's own).
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-impl Agent {
-    fn start(name: &str) -> Agent {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let observed = Arc::new(Observed::new(
-            name,
-            Arc::new(Ring::new(RING).unwrap()),
-            Arc::new(()),
-        ));
-        let state = observed.clone();
-        runtime.spawn(async move {
-            let services = Services {
-                observer: ObserverService::new(state),
-                peer: None,
-                health: Health::new(true).await,
-            };
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            services
-                .serve_tcp(listener, std::future::pending())
-                .await
-                .unwrap();
-        });
-        Agent {
-            name: name.into(),
-            addr,
-            observed,
-            runtime: Some(runtime),
-        }
-    }
-
-    /// Sample TCP flows `first..first+count` of this node, stamped now.
-    fn push(&self, first: usize, count: usize) {
-        for i in first..first + count {
-            let mut flow = webb_proto::sample::tcp(i);
-            flow.node_name = self.name.clone();
-            flow.time = Some(Timestamp::now());
-            self.observed.push_flow(&flow, None);
-        }
-        self.observed.flush();
-    }
-
-    fn lose(&self, source: LostEventSource, count: u64) {
-        let now = Timestamp::now();
-        self.observed.push_lost(LostEvent {
-            source: source as i32,
-            num_events_lost: count,
-            cpu: None,
-            first: Some(now),
-            last: Some(now),
-        });
-        self.observed.flush();
-    }
-}
 
 struct Cluster {
     agents: Vec<Agent>,

@@ -3,65 +3,19 @@
 //! the node's name before the node sent any flow. When the announcement is ambiguous, the
 //! node keeps its address until its first flow names it.
 
+mod common;
+
+use common::Agent;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flow_observer::{Health, Observed, ObserverService, PeerInfo, PeerService, Ring, Services};
+use flow_observer::PeerInfo;
 use relay::peers::PoolConfig;
 use relay::pipeline::PipelineConfig;
 use relay::server::{RelayConfig, RelayServer};
 use webb_proto::observer::GetNodesRequest;
 use webb_proto::observer::observer_client::ObserverClient;
 use webb_proto::relay::NodeState;
-
-/// An agent's Observer and Peer services on loopback, announcing `announced`.
-struct Agent {
-    addr: std::net::SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Agent {
-    fn start(name: &str, announced: impl Fn(&std::net::SocketAddr) -> Vec<PeerInfo>) -> Agent {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let observed = Arc::new(Observed::new(
-            name,
-            Arc::new(Ring::new(4095).unwrap()),
-            Arc::new(()),
-        ));
-        let peers = PeerService::new(announced(&addr));
-        runtime.spawn(async move {
-            let services = Services {
-                observer: ObserverService::new(observed),
-                peer: Some(peers),
-                health: Health::new(true).await,
-            };
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            services
-                .serve_tcp(listener, std::future::pending())
-                .await
-                .unwrap();
-        });
-        Agent {
-            addr,
-            runtime: Some(runtime),
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
 
 /// (name, state) of every node the relay lists, once all are connected.
 async fn connected_nodes(agent: &Agent) -> Vec<(String, i32)> {
@@ -110,11 +64,11 @@ async fn connected_nodes(agent: &Agent) -> Vec<(String, i32)> {
 
 #[tokio::test]
 async fn a_static_peer_is_named_by_its_own_announcement_before_any_flow() {
-    let agent = Agent::start("vn7", |_| {
-        vec![PeerInfo {
+    let agent = Agent::start_announcing("vn7", |_| {
+        Some(vec![PeerInfo {
             name: "vn7".into(),
             address: "127.0.0.1".into(),
-        }]
+        }])
     });
     assert_eq!(
         connected_nodes(&agent).await,
@@ -125,13 +79,15 @@ async fn a_static_peer_is_named_by_its_own_announcement_before_any_flow() {
 #[tokio::test]
 async fn an_ambiguous_announcement_leaves_the_address_until_a_flow_names_the_node() {
     // Two nodes announced on the same host, neither with a port: which one is this?
-    let agent = Agent::start("vn7", |_| {
-        ["vn7", "vn8"]
-            .map(|n| PeerInfo {
-                name: n.into(),
-                address: "127.0.0.1".into(),
-            })
-            .to_vec()
+    let agent = Agent::start_announcing("vn7", |_| {
+        Some(
+            ["vn7", "vn8"]
+                .map(|n| PeerInfo {
+                    name: n.into(),
+                    address: "127.0.0.1".into(),
+                })
+                .to_vec(),
+        )
     });
     let addr = agent.addr.to_string();
     assert_eq!(

@@ -2,19 +2,19 @@
 //! same code the agent serves), the relay following them, and a real Observer client asking the
 //! relay what `hubble observe --server <relay>` asks.
 
+mod common;
+
+use common::Agent;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flow_observer::{Health, Observed, ObserverService, Ring, Services};
 use relay::merge::MergeConfig;
 use relay::peers::PoolConfig;
 use relay::pipeline::PipelineConfig;
 use relay::server::{RelayConfig, RelayServer};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
-use webb_proto::Timestamp;
 use webb_proto::flow::{Flow, FlowFilter, layer4};
 use webb_proto::health::pb::HealthCheckRequest;
 use webb_proto::health::pb::health_check_response::ServingStatus;
@@ -51,72 +51,6 @@ fn source_port(f: &Flow) -> u32 {
     match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(layer4::Protocol::Tcp(t)) => t.source_port,
         other => panic!("a TCP flow, got {other:?}"),
-    }
-}
-
-/// One agent's Observer server in a runtime of its own, so that stopping it closes every
-/// connection at once, as when the agent's process ends.
-struct Agent {
-    name: String,
-    addr: SocketAddr,
-    observed: Arc<Observed>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Agent {
-    fn start(name: &str) -> Agent {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let ring = Arc::new(Ring::new(4095).unwrap());
-        let observed = Arc::new(Observed::new(name, ring, Arc::new(())));
-        let state = observed.clone();
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let services = Services {
-                observer: ObserverService::new(state),
-                peer: None,
-                health: Health::new(true).await,
-            };
-            services
-                .serve_tcp(listener, std::future::pending())
-                .await
-                .unwrap();
-        });
-        Agent {
-            name: name.to_string(),
-            addr,
-            observed,
-            runtime: Some(runtime),
-        }
-    }
-
-    /// Adds sample TCP flows `first..first+count` of this node, stamped now.
-    fn push(&self, first: usize, count: usize) {
-        for i in first..first + count {
-            let mut flow = webb_proto::sample::tcp(i);
-            flow.node_name = self.name.clone();
-            flow.time = Some(Timestamp::now());
-            self.observed.push_flow(&flow, None);
-        }
-        self.observed.flush();
-    }
-
-    fn stop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -493,15 +427,7 @@ async fn an_agents_lost_events_reach_relay_clients_under_its_name() {
         .await
         .unwrap()
         .into_inner();
-    let now = Timestamp::now();
-    c.agents[1].observed.push_lost(webb_proto::flow::LostEvent {
-        source: webb_proto::flow::LostEventSource::PerfEventRingBuffer as i32,
-        num_events_lost: 42,
-        cpu: None,
-        first: Some(now),
-        last: Some(now),
-    });
-    c.agents[1].observed.flush();
+    c.agents[1].lose(webb_proto::flow::LostEventSource::PerfEventRingBuffer, 42);
     loop {
         let r = tokio::time::timeout(Duration::from_secs(10), stream.next())
             .await

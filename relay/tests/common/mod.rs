@@ -1,0 +1,113 @@
+//! What the relay's integration tests share: an agent's real Observer server on loopback.
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use flow_observer::{Health, Observed, ObserverService, PeerInfo, PeerService, Ring, Services};
+use webb_proto::Timestamp;
+use webb_proto::flow::{Flow, LostEvent, LostEventSource};
+
+/// Flows an agent's ring holds.
+const AGENT_RING: usize = 4095;
+
+/// One agent's Observer (and optionally Peer) server in a runtime of its own, so that stopping
+/// it closes every connection at once, as when the agent's process ends (and a runtime may not
+/// be dropped inside the test's own).
+pub struct Agent {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub observed: Arc<Observed>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Agent {
+    /// An agent named `name` with no Peer service.
+    pub fn start(name: &str) -> Agent {
+        Agent::start_announcing(name, |_| None)
+    }
+
+    /// An agent whose Peer service announces what `announced` makes of its address (`None`: no
+    /// Peer service).
+    pub fn start_announcing(
+        name: &str,
+        announced: impl Fn(&SocketAddr) -> Option<Vec<PeerInfo>>,
+    ) -> Agent {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ring = Arc::new(Ring::new(AGENT_RING).unwrap());
+        let observed = Arc::new(Observed::new(name, ring, Arc::new(())));
+        let peer = announced(&addr).map(PeerService::new);
+        let state = observed.clone();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let services = Services {
+                observer: ObserverService::new(state),
+                peer,
+                health: Health::new(true).await,
+            };
+            services
+                .serve_tcp(listener, std::future::pending())
+                .await
+                .unwrap();
+        });
+        Agent {
+            name: name.to_string(),
+            addr,
+            observed,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Sample TCP flows `first..first+count` of this node, stamped now.
+    pub fn push(&self, first: usize, count: usize) {
+        for i in first..first + count {
+            let mut flow = webb_proto::sample::tcp(i);
+            flow.node_name = self.name.clone();
+            flow.time = Some(Timestamp::now());
+            self.observed.push_flow(&flow, None);
+        }
+        self.observed.flush();
+    }
+
+    /// These flows, as they are.
+    pub fn push_flows(&self, flows: &[Flow]) {
+        for f in flows {
+            self.observed.push_flow(f, None);
+        }
+        self.observed.flush();
+    }
+
+    /// A `LostEvent` of `count` events from `source`, as the agent's datapath reports one.
+    pub fn lose(&self, source: LostEventSource, count: u64) {
+        let now = Timestamp::now();
+        self.observed.push_lost(LostEvent {
+            source: source as i32,
+            num_events_lost: count,
+            cpu: None,
+            first: Some(now),
+            last: Some(now),
+        });
+        self.observed.flush();
+    }
+
+    /// Ends the server and every connection to it.
+    pub fn stop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
