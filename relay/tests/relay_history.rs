@@ -8,17 +8,14 @@
 
 mod common;
 
-use common::Agent;
+use common::{Agent, start_relay};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flow_store::{FlowStore, StoreConfig};
-use relay::merge::MergeConfig;
-use relay::peers::PoolConfig;
-use relay::pipeline::PipelineConfig;
-use relay::server::{Outputs, RelayConfig, RelayServer};
+use relay::server::{Outputs, RelayServer};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 use tonic::transport::Channel;
@@ -169,44 +166,11 @@ impl Setup {
             RING,
             "a valid ring size"
         );
-        let relay = RelayServer::start(RelayConfig {
-            pipeline: PipelineConfig {
-                pool: PoolConfig {
-                    peers: vec![agent.addr.to_string()],
-                    backoff_min: Duration::from_millis(50),
-                    backoff_max: Duration::from_millis(200),
-                    ..Default::default()
-                },
-                merge: MergeConfig {
-                    drain_timeout: Duration::from_millis(50),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            ring_capacity: RING,
-            node_name: "relay-under-test".into(),
-            outputs: Outputs {
-                store: Some(store.clone()),
-                ..Default::default()
-            },
+        let outputs = Outputs {
+            store: Some(store.clone()),
             ..Default::default()
-        })
-        .await
-        .unwrap();
-        let relay = Arc::new(relay);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let serving = relay.clone();
-        tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
-        let channel = tokio::time::timeout(
-            WAIT,
-            Channel::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .connect(),
-        )
-        .await
-        .expect("relay reachable in time")
-        .unwrap();
+        };
+        let (relay, channel) = start_relay(vec![agent.addr.to_string()], RING, outputs).await;
         let mut setup = Setup {
             agent,
             store,

@@ -7,15 +7,12 @@
 
 mod common;
 
-use common::Agent;
+use common::{Agent, start_relay};
 use std::sync::Arc;
 use std::time::Duration;
 
-use relay::merge::MergeConfig;
 use relay::metrics::{Metrics, MetricsConfig};
-use relay::peers::PoolConfig;
-use relay::pipeline::PipelineConfig;
-use relay::server::{Outputs, RelayConfig, RelayServer};
+use relay::server::{Outputs, RelayServer};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use webb_proto::flow::{Flow, LostEventSource};
@@ -44,40 +41,12 @@ impl Cluster {
     async fn start() -> Cluster {
         let agents = vec![Agent::start("vn1"), Agent::start("vn2")];
         let metrics = Arc::new(Metrics::new(&MetricsConfig::from_flag("flow").unwrap()).unwrap());
-        let relay = RelayServer::start(RelayConfig {
-            pipeline: PipelineConfig {
-                pool: PoolConfig {
-                    peers: agents.iter().map(|a| a.addr.to_string()).collect(),
-                    backoff_min: Duration::from_millis(50),
-                    backoff_max: Duration::from_millis(200),
-                    ..Default::default()
-                },
-                merge: MergeConfig {
-                    drain_timeout: Duration::from_millis(50),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            ring_capacity: RING,
-            node_name: "relay-under-test".into(),
-            outputs: Outputs {
-                metrics: Some(metrics.clone()),
-                ..Default::default()
-            },
+        let peers = agents.iter().map(|a| a.addr.to_string()).collect();
+        let outputs = Outputs {
+            metrics: Some(metrics.clone()),
             ..Default::default()
-        })
-        .await
-        .unwrap();
-        let relay = Arc::new(relay);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let serving = relay.clone();
-        tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        };
+        let (relay, channel) = start_relay(peers, RING, outputs).await;
         let mut c = Cluster {
             agents,
             relay,

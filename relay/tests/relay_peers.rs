@@ -5,41 +5,20 @@
 
 mod common;
 
-use common::Agent;
-use std::sync::Arc;
+use common::{Agent, start_relay};
 use std::time::Duration;
 
 use flow_observer::PeerInfo;
-use relay::peers::PoolConfig;
-use relay::pipeline::PipelineConfig;
-use relay::server::{RelayConfig, RelayServer};
+use relay::server::Outputs;
 use webb_proto::observer::GetNodesRequest;
 use webb_proto::observer::observer_client::ObserverClient;
 use webb_proto::relay::NodeState;
 
 /// (name, state) of every node the relay lists, once all are connected.
 async fn connected_nodes(agent: &Agent) -> Vec<(String, i32)> {
-    let relay = RelayServer::start(RelayConfig {
-        pipeline: PipelineConfig {
-            pool: PoolConfig {
-                peers: vec![agent.addr.to_string()],
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        ring_capacity: 4095,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let relay = Arc::new(relay);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = relay.clone();
-    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
-    let mut client = ObserverClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let (relay, channel) =
+        start_relay(vec![agent.addr.to_string()], 4095, Outputs::default()).await;
+    let mut client = ObserverClient::new(channel);
     for _ in 0..100 {
         let nodes: Vec<(String, i32)> = client
             .get_nodes(GetNodesRequest {})

@@ -4,15 +4,12 @@
 
 mod common;
 
-use common::Agent;
+use common::{Agent, start_relay};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use relay::merge::MergeConfig;
-use relay::peers::PoolConfig;
-use relay::pipeline::PipelineConfig;
-use relay::server::{RelayConfig, RelayServer};
+use relay::server::{Outputs, RelayServer};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use webb_proto::flow::{Flow, FlowFilter, layer4};
@@ -61,47 +58,13 @@ struct Cluster {
     channel: Channel,
 }
 
-async fn start_relay(peers: Vec<String>) -> (Arc<RelayServer>, Channel) {
-    let relay = RelayServer::start(RelayConfig {
-        pipeline: PipelineConfig {
-            pool: PoolConfig {
-                peers,
-                backoff_min: Duration::from_millis(50),
-                backoff_max: Duration::from_millis(200),
-                ..Default::default()
-            },
-            merge: MergeConfig {
-                drain_timeout: Duration::from_millis(50),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        ring_capacity: 4095,
-        node_name: "relay-under-test".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let relay = Arc::new(relay);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = relay.clone();
-    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    (relay, channel)
-}
-
 impl Cluster {
     /// Two agents vn1 and vn2, the relay following both, and a client of the relay; returns
     /// once both nodes are connected and known by name (each sent a first flow).
     async fn start() -> Cluster {
         let agents = vec![Agent::start("vn1"), Agent::start("vn2")];
-        let (relay, channel) =
-            start_relay(agents.iter().map(|a| a.addr.to_string()).collect()).await;
+        let peers = agents.iter().map(|a| a.addr.to_string()).collect();
+        let (relay, channel) = start_relay(peers, 4095, Outputs::default()).await;
         let mut cluster = Cluster {
             agents,
             relay,
@@ -326,7 +289,7 @@ async fn health_is_not_serving_while_no_peer_is_connected() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = closed.local_addr().unwrap();
     drop(closed);
-    let (_relay, channel) = start_relay(vec![addr.to_string()]).await;
+    let (_relay, channel) = start_relay(vec![addr.to_string()], 4095, Outputs::default()).await;
     let mut client = ObserverClient::new(channel.clone());
     // Let the pool try (and fail) a few times.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -4,8 +4,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use flow_observer::{Health, Observed, ObserverService, PeerInfo, PeerService, Ring, Services};
+use relay::merge::MergeConfig;
+use relay::peers::PoolConfig;
+use relay::pipeline::PipelineConfig;
+use relay::server::{Outputs, RelayConfig, RelayServer};
+use tonic::transport::Channel;
 use webb_proto::Timestamp;
 use webb_proto::flow::{Flow, LostEvent, LostEventSource};
 
@@ -110,4 +116,49 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A relay following `peers` with quick reconnects and a short merge drain, serving its
+/// Observer API on loopback; returns it and a connected channel to it.
+pub async fn start_relay(
+    peers: Vec<String>,
+    ring_capacity: usize,
+    outputs: Outputs,
+) -> (Arc<RelayServer>, Channel) {
+    let relay = RelayServer::start(RelayConfig {
+        pipeline: PipelineConfig {
+            pool: PoolConfig {
+                peers,
+                backoff_min: Duration::from_millis(50),
+                backoff_max: Duration::from_millis(200),
+                ..Default::default()
+            },
+            merge: MergeConfig {
+                drain_timeout: Duration::from_millis(50),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ring_capacity,
+        node_name: "relay-under-test".into(),
+        outputs,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let relay = Arc::new(relay);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = relay.clone();
+    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
+    let channel = tokio::time::timeout(
+        Duration::from_secs(20),
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect(),
+    )
+    .await
+    .expect("relay reachable in time")
+    .unwrap();
+    (relay, channel)
 }
