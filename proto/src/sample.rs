@@ -55,6 +55,22 @@ pub fn endpoint(i: usize) -> Endpoint {
     }
 }
 
+/// A pod of a Deployment named `workload` in `namespace`, labelled `k8s:app=<workload>`, as
+/// tests that name their pods want it.
+pub fn pod(namespace: &str, pod_name: &str, workload: &str) -> Endpoint {
+    Endpoint {
+        identity: 30_000,
+        namespace: namespace.into(),
+        pod_name: pod_name.into(),
+        labels: vec![format!("k8s:app={workload}")],
+        workloads: vec![Workload {
+            name: workload.into(),
+            kind: "Deployment".into(),
+        }],
+        ..Default::default()
+    }
+}
+
 fn ipv4(i: usize) -> String {
     format!("198.19.{}.{}", 1 + i % 4, 10 + i % 200)
 }

@@ -13,6 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use relay::metrics::{Metrics, MetricsConfig};
 use webb_proto::flow::*;
+use webb_proto::sample;
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -30,20 +31,6 @@ static A: Counting = Counting;
 
 const GOAL: f64 = 2_000_000.0;
 const CTX: &str = "labelsContext=source_namespace,source_workload,source_pod,destination_namespace,destination_workload,traffic_direction";
-
-fn ep(ns: &str, wl: &str, pod: &str) -> Endpoint {
-    Endpoint {
-        identity: 30000,
-        namespace: ns.into(),
-        pod_name: pod.into(),
-        labels: vec![format!("k8s:app={wl}")],
-        workloads: vec![Workload {
-            name: wl.into(),
-            kind: "Deployment".into(),
-        }],
-        ..Default::default()
-    }
-}
 
 /// 64 distinct forwarded TCP SYN trace flows between 8 client pods and 8 servers.
 fn flows() -> Vec<Flow> {
@@ -66,12 +53,16 @@ fn flows() -> Vec<Flow> {
                     }),
                 })),
             }),
-            source: Some(ep(
+            source: Some(sample::pod(
                 "web",
-                "frontend",
                 &format!("frontend-7d4f9-{:05}", i % 8),
+                "frontend",
             )),
-            destination: Some(ep("store", &format!("api{}", i / 8), "api-5c6b7-q8w7e")),
+            destination: Some(sample::pod(
+                "store",
+                "api-5c6b7-q8w7e",
+                &format!("api{}", i / 8),
+            )),
             event_type: Some(CiliumEventType {
                 r#type: 4,
                 sub_type: 3,

@@ -13,23 +13,10 @@ use relay::otlp::encode::export_request;
 use relay::otlp::{ExchangeConfig, SpanRecord, Tracker};
 use webb_proto::Timestamp;
 use webb_proto::flow::*;
+use webb_proto::sample;
 
 const EXCHANGES: usize = 1_000;
 const T0: u64 = 1_800_000_000_000_000_000;
-
-fn endpoint(ns: &str, pod: &str, workload: &str) -> Endpoint {
-    Endpoint {
-        identity: 30000,
-        namespace: ns.into(),
-        pod_name: pod.into(),
-        labels: vec![format!("k8s:app={workload}")],
-        workloads: vec![Workload {
-            name: workload.into(),
-            kind: "Deployment".into(),
-        }],
-        ..Default::default()
-    }
-}
 
 /// `EXCHANGES` request/response pairs as the L7 stage emits them at the server's interface:
 /// 50 connections, keep-alive, every request with its own trace.
@@ -46,8 +33,8 @@ fn exchanges() -> Vec<Flow> {
                 ("198.18.1.10", "198.18.2.20", port, 8080)
             };
             let (client, server) = (
-                endpoint("web", "frontend-7d4f9-x2x9k", "frontend"),
-                endpoint("shop", "api-5c6b7-q8w7e", "api"),
+                sample::pod("web", "frontend-7d4f9-x2x9k", "frontend"),
+                sample::pod("shop", "api-5c6b7-q8w7e", "api"),
             );
             Flow {
                 time: Some(Timestamp::from_unix_nanos(at)),

@@ -4,9 +4,7 @@ use super::*;
 use crate::l7::{HttpConfig, L7Stage};
 use crate::privacy::Redaction;
 use webb_proto::Timestamp;
-use webb_proto::flow::{
-    Ip, IpVersion, Layer4, NetworkInterface, Policy, Tcp, TcpFlags, Workload as K8sWorkload,
-};
+use webb_proto::flow::{Ip, IpVersion, Layer4, NetworkInterface, Policy, Tcp, TcpFlags};
 use webb_proto::webb_v1::{CapturedPayload, FlowExtras};
 
 const CLIENT: (&str, u32) = ("198.18.1.10", 40312);
@@ -15,20 +13,6 @@ const T0: u64 = 1_800_000_000_000_000_000;
 const MS: u64 = 1_000_000;
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
-
-fn endpoint(ns: &str, pod: &str, workload: &str) -> Endpoint {
-    Endpoint {
-        identity: 30000,
-        namespace: ns.into(),
-        pod_name: pod.into(),
-        labels: vec![format!("k8s:app={workload}")],
-        workloads: vec![K8sWorkload {
-            name: workload.into(),
-            kind: "Deployment".into(),
-        }],
-        ..Default::default()
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
@@ -70,9 +54,9 @@ impl Conn {
         };
         let ep = |a: (&str, u32)| {
             if a == SERVER {
-                endpoint("shop", "api-5c6b7-q8w7e", "api")
+                webb_proto::sample::pod("shop", "api-5c6b7-q8w7e", "api")
             } else {
-                endpoint("web", "frontend-7d4f9-x2x9k", "frontend")
+                webb_proto::sample::pod("web", "frontend-7d4f9-x2x9k", "frontend")
             }
         };
         let (index, name, direction) = match self.side {
