@@ -453,18 +453,11 @@ pub fn tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// `prog arg …` as a user would type it.
+/// `prog arg …` as a user would type it into a shell.
 fn display(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
+    let words: Vec<String> = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
-        .map(|s| {
-            let s = s.to_string_lossy();
-            if s.contains(' ') {
-                format!("'{s}'")
-            } else {
-                s.into_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+    shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
 }
