@@ -224,11 +224,6 @@ impl Flows {
         checks
     }
 
-    /// Flows seen, by `(Type, verdict)`.
-    pub fn by_type_verdict(&self) -> &BTreeMap<(String, String), u64> {
-        &self.by_type_verdict
-    }
-
     /// Flows denied, by `namespace/name` of the policy that denied them.
     pub fn denied_by(&self) -> &BTreeMap<String, u64> {
         &self.denied_by
