@@ -871,12 +871,12 @@ fn trace_context(trace_id: &Option<String>) -> Option<TraceContext> {
     })
 }
 
-fn timestamp(ns: i128) -> Timestamp {
+pub(crate) fn timestamp(ns: i128) -> Timestamp {
     Timestamp::from_unix_nanos(u64::try_from(ns.max(0)).unwrap_or(u64::MAX))
 }
 
 /// The fields an L7 flow takes from the packet that carried the message.
-fn l7_base(packet: &Flow) -> Flow {
+pub(crate) fn l7_base(packet: &Flow) -> Flow {
     let l4 = match packet.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(layer4::Protocol::Tcp(t)) => Some(Layer4 {
             protocol: Some(layer4::Protocol::Tcp(Tcp {
@@ -953,20 +953,20 @@ fn packet_of(flow: &Flow) -> Option<Packet> {
 
 /// UUIDs of relay-made flows: version 8, a random per-process prefix and a sequence number.
 #[derive(Debug)]
-struct FlowIds {
+pub(crate) struct FlowIds {
     prefix: u64,
     seq: u64,
 }
 
 impl FlowIds {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         use std::hash::BuildHasher;
         // RandomState is seeded per process; enough to keep two relays' ids apart.
         let prefix = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
         FlowIds { prefix, seq: 0 }
     }
 
-    fn next(&mut self) -> String {
+    pub(crate) fn next(&mut self) -> String {
         self.seq += 1;
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&self.prefix.to_be_bytes());

@@ -1,7 +1,9 @@
-//! The L7 stage: turns captured payload into Hubble L7 flows and removes the payload from
-//! every flow that leaves it. Its own crate (no runtime, no store) so that the parsers are
+//! The L7 stage: turns captured payload into Hubble L7 flows (DNS, HTTP/1.x) and removes the
+//! payload from every flow that leaves it. Its own crate (no runtime, no store) so that the parsers are
 //! fuzzed and benchmarked without building the rest of the relay.
 
+pub mod dns;
+pub mod dns_flows;
 pub mod http;
 pub mod privacy;
 pub mod traceparent;
@@ -9,6 +11,7 @@ pub mod traceparent;
 use webb_proto::extras;
 use webb_proto::flow::Flow;
 
+pub use dns_flows::{DnsConfig, DnsStage, DnsStats};
 pub use http::{HttpConfig, HttpStage, HttpStats};
 
 /// Counters of the L7 stage itself (the parsers keep their own).
@@ -22,6 +25,7 @@ pub struct L7Stats {
 #[derive(Debug)]
 pub struct L7Stage {
     http: HttpStage,
+    dns: DnsStage,
     stats: L7Stats,
 }
 
@@ -29,12 +33,17 @@ impl L7Stage {
     pub fn new(http: HttpConfig) -> Self {
         L7Stage {
             http: HttpStage::new(http),
+            dns: DnsStage::new(DnsConfig::default()),
             stats: L7Stats::default(),
         }
     }
 
     pub fn http(&self) -> &HttpStage {
         &self.http
+    }
+
+    pub fn dns(&self) -> &DnsStage {
+        &self.dns
     }
 
     pub fn stats(&self) -> &L7Stats {
@@ -48,7 +57,11 @@ impl L7Stage {
         match extras::unpack(&flow) {
             Some(Ok(mut x)) => {
                 if let Some(payload) = x.payload.take() {
-                    self.http.observe(&flow, &payload, out);
+                    if dns_flows::is_dns(&flow) {
+                        self.dns.observe(&flow, &payload, out);
+                    } else {
+                        self.http.observe(&flow, &payload, out);
+                    }
                     let rest = (x != Default::default()).then_some(&x);
                     extras::attach(&mut flow, rest);
                 } else {
@@ -67,6 +80,7 @@ impl L7Stage {
     /// Forgets idle connections; call when the stream is quiet (`now_ns`: flow time).
     pub fn expire(&mut self, now_ns: i128) {
         self.http.expire(now_ns);
+        self.dns.expire(now_ns);
     }
 }
 
