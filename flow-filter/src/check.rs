@@ -890,7 +890,15 @@ fn compile_statuses(values: &[String]) -> Result<Vec<Status>, FieldError> {
 fn compile_regexes(field: &'static str, values: &[String]) -> Result<Vec<Regex>, FieldError> {
     values
         .iter()
-        .map(|v| Regex::new(v).map_err(|e| invalid(field, v, one_line(&e))))
+        .map(|v| {
+            crate::bounded_regex(v).map_err(|e| FieldError {
+                kind: match e {
+                    regex::Error::CompiledTooBig(_) => ErrorKind::TooComplex,
+                    _ => ErrorKind::Invalid,
+                },
+                ..invalid(field, v, one_line(&e))
+            })
+        })
         .collect()
 }
 

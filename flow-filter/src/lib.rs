@@ -72,6 +72,23 @@ pub enum ErrorKind {
     Invalid,
     /// Webb does not evaluate this field; it is refused rather than ignored.
     Unsupported,
+    /// Over a complexity limit (filters per list, bytes per filter, compiled regex size).
+    TooComplex,
+}
+
+/// Filters one list may hold (Hubble's CLI sends one per list).
+pub const MAX_FILTERS_PER_LIST: usize = 64;
+/// Encoded bytes of one FlowFilter: bounds the values of all its fields together.
+pub const MAX_FILTER_BYTES: usize = 16 << 10;
+/// Compiled size of one regex (the `regex` crate's default is 10 MiB per regex).
+pub const MAX_REGEX_BYTES: usize = 256 << 10;
+
+/// A regex compiled within [`MAX_REGEX_BYTES`].
+pub(crate) fn bounded_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(MAX_REGEX_BYTES)
+        .dfa_size_limit(MAX_REGEX_BYTES)
+        .build()
 }
 
 /// A FlowFilter that cannot be compiled, naming the list, the filter's position, the field
@@ -89,7 +106,11 @@ pub struct FilterError {
 
 impl From<FilterError> for tonic::Status {
     fn from(e: FilterError) -> Self {
-        tonic::Status::invalid_argument(e.to_string())
+        match e.kind {
+            // A limit rather than a mistake: servers count these (webb_refused_total).
+            ErrorKind::TooComplex => tonic::Status::resource_exhausted(e.to_string()),
+            _ => tonic::Status::invalid_argument(e.to_string()),
+        }
     }
 }
 
@@ -107,10 +128,36 @@ impl FlowFilters {
         blacklist: &[FlowFilter],
     ) -> Result<FlowFilters, FilterError> {
         let compile_list = |list: FilterList, filters: &[FlowFilter]| {
+            if filters.len() > MAX_FILTERS_PER_LIST {
+                return Err(FilterError {
+                    list,
+                    index: MAX_FILTERS_PER_LIST,
+                    field: "*",
+                    value: String::new(),
+                    reason: format!(
+                        "too complex: {} filters, the limit is {MAX_FILTERS_PER_LIST}",
+                        filters.len()
+                    ),
+                    kind: ErrorKind::TooComplex,
+                });
+            }
             filters
                 .iter()
                 .enumerate()
                 .map(|(index, ff)| {
+                    let bytes = prost::Message::encoded_len(ff);
+                    if bytes > MAX_FILTER_BYTES {
+                        return Err(FilterError {
+                            list,
+                            index,
+                            field: "*",
+                            value: String::new(),
+                            reason: format!(
+                                "too complex: {bytes} bytes of values, the limit is {MAX_FILTER_BYTES}"
+                            ),
+                            kind: ErrorKind::TooComplex,
+                        });
+                    }
                     CompiledFilter::compile(ff).map_err(|e| FilterError {
                         list,
                         index,

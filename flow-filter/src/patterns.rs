@@ -65,7 +65,7 @@ fn compile(
         push(&mut re, p).map_err(|why| (p.clone(), why))?;
     }
     re.push_str(r")\z");
-    Regex::new(&re).map_err(|e| (patterns.join(","), e.to_string()))
+    crate::bounded_regex(&re).map_err(|e| (patterns.join(","), e.to_string()))
 }
 
 pub fn fqdn_regex(patterns: &[String]) -> Result<Regex, (String, String)> {
