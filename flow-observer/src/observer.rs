@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
@@ -25,6 +25,7 @@ use webb_proto::observer::{
 };
 use webb_proto::relay::NodeStatusEvent;
 use webb_proto::webb_v1::FlowExtras;
+use webb_security::{Access, Refusal};
 
 use crate::query::FlowQuery;
 use crate::ring::{LossReporter, Ring, RingReader, Step};
@@ -36,6 +37,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const NAMESPACE_TTL: Duration = Duration::from_secs(3600);
 /// Responses buffered per GetFlows stream before the reader waits for the client.
 const STREAM_BUFFER: usize = 256;
+/// Largest request decoded: a GetFlows request is filters and a few numbers; the filter
+/// limits (flow-filter) keep any legitimate one far below this.
+pub const MAX_REQUEST_BYTES: usize = 256 << 10;
 
 /// Loss stages this crate reports through [`ObserverMetrics::lost`].
 pub mod stage {
@@ -314,6 +318,8 @@ pub struct ObserverService {
     version_header: VersionHeader,
     nodes: Option<Arc<dyn NodesSource>>,
     history: Option<Arc<dyn History>>,
+    /// Payload trust and the per-client stream bound (webb-security).
+    access: Access,
 }
 
 impl ObserverService {
@@ -324,6 +330,7 @@ impl ObserverService {
             version_header: VersionHeader::Server,
             nodes: None,
             history: None,
+            access: Access::default(),
         }
     }
 
@@ -350,12 +357,23 @@ impl ObserverService {
         self
     }
 
+    /// Who gets the payload option and how many streams a client may hold (default: anyone,
+    /// [`webb_security::StreamGate::DEFAULT_MAX_PER_CLIENT`]).
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
     pub fn state(&self) -> &Arc<Observed> {
         &self.state
     }
 
     pub fn into_server(self) -> ObserverServer<Self> {
-        ObserverServer::new(self)
+        ObserverServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
     }
 
     fn versioned<T>(&self, mut resp: Response<T>) -> Response<T> {
@@ -585,7 +603,14 @@ impl Observer for ObserverService {
         &self,
         request: Request<GetFlowsRequest>,
     ) -> Result<Response<Self::GetFlowsStream>, Status> {
-        let query = FlowQuery::from_request(request.get_ref())?;
+        let query = FlowQuery::from_request(request.get_ref()).inspect_err(|status| {
+            // Only the filter limits answer ResourceExhausted here.
+            if status.code() == tonic::Code::ResourceExhausted {
+                self.access.counters.refused(Refusal::FilterComplexity);
+            }
+        })?;
+        // Held by the response stream: the client's slot frees when the stream ends.
+        let permit = self.access.admit(&request, query.include_payload)?;
         let preamble = self
             .nodes
             .as_ref()
@@ -599,9 +624,11 @@ impl Observer for ObserverService {
             preamble,
             tx,
         ));
-        Ok(self.versioned(Response::new(
-            Box::pin(ReceiverStream::new(rx)) as Self::GetFlowsStream
-        )))
+        let stream = ReceiverStream::new(rx).map(move |r| {
+            let _held = &permit;
+            r
+        });
+        Ok(self.versioned(Response::new(Box::pin(stream) as Self::GetFlowsStream)))
     }
 
     async fn get_agent_events(

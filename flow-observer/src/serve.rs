@@ -5,8 +5,72 @@ use anyhow::Context as _;
 use webb_proto::health::ServingStatus;
 use webb_proto::health::server::{HealthReporter, HealthService};
 
+use std::task::{Context, Poll};
+
+use tonic::codegen::http;
+use tower::layer::util::{Identity, Stack};
+use webb_security::{AcceptLimits, Counters, Refusal, ServerTls, TlsIncoming};
+
 use crate::observer::ObserverService;
 use crate::peer::PeerService;
+
+/// HTTP/2 streams one connection may have open at once (Go gRPC's default is 100).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+/// Counts the requests refused before any handler ran (tonic's decoding limit answers
+/// `OutOfRange`, which no Webb handler uses) as `message_size` refusals.
+#[derive(Debug, Clone)]
+pub struct CountRefusals {
+    counters: Counters,
+}
+
+impl<S> tower::Layer<S> for CountRefusals {
+    type Service = Counted<S>;
+    fn layer(&self, inner: S) -> Counted<S> {
+        Counted {
+            inner,
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+/// See [`CountRefusals`].
+#[derive(Debug, Clone)]
+pub struct Counted<S> {
+    inner: S,
+    counters: Counters,
+}
+
+impl<S, R, B> tower::Service<R> for Counted<S>
+where
+    S: tower::Service<R, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let counters = self.counters.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
+            if response
+                .headers()
+                .get("grpc-status")
+                .is_some_and(|v| v.as_bytes() == out_of_range.as_bytes())
+            {
+                counters.refused(Refusal::MessageSize);
+            }
+            Ok(response)
+        })
+    }
+}
 
 /// The gRPC health state for `""` and `hubble.server.Observer` (what `hubble status` checks).
 /// Clones share the state; flip it at any time.
@@ -69,9 +133,14 @@ impl Services {
         }
     }
 
-    /// A tonic router with every service.
-    pub fn router(&self) -> tonic::transport::server::Router {
+    /// A tonic router with every service, at most [`MAX_STREAMS_PER_CONNECTION`] streams on
+    /// one HTTP/2 connection (the per-address bound is the Observer's own).
+    pub fn router(&self) -> tonic::transport::server::Router<Stack<CountRefusals, Identity>> {
         tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+            .layer(CountRefusals {
+                counters: self.observer.access().counters.clone(),
+            })
             .add_service(self.health.service())
             .add_service(self.observer.clone().into_server())
             .add_optional_service(self.peer.clone().map(PeerService::into_server))
@@ -87,6 +156,29 @@ impl Services {
         self.router()
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
+    }
+
+    /// Serves every service on a bound TCP listener, over TLS when `tls` is given (handshakes
+    /// in their own tasks: see [`webb_security::TlsIncoming`]), until `shutdown` completes.
+    pub async fn serve_listener(
+        &self,
+        listener: tokio::net::TcpListener,
+        tls: Option<&ServerTls>,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let addr = listener.local_addr().ok();
+        let Some(tls) = tls else {
+            return self
+                .serve_tcp(listener, shutdown)
+                .await
+                .with_context(|| format!("gRPC server on {addr:?} failed"));
+        };
+        let incoming = TlsIncoming::spawn(listener, tls, &[b"h2"], AcceptLimits::default())
+            .context("cannot start the TLS listener")?;
+        self.router()
+            .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
+            .await
+            .with_context(|| format!("gRPC server (TLS) on {addr:?} failed"))
     }
 
     /// Serves every service on a unix socket at `path` (its directory is created and a stale

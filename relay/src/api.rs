@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use webb_proto::Timestamp;
 
+use webb_security::Refusal;
+
 use crate::metrics::Metrics;
 use crate::server::LossCounters;
 
@@ -48,6 +50,8 @@ pub struct ApiState {
     pub status: Arc<dyn Fn() -> Value + Send + Sync>,
     /// Bearer token required on `/api/*` (`--api-token`).
     pub token: Option<String>,
+    /// Where SQL queries stopped at their memory or time limit are counted.
+    pub refused: webb_security::Counters,
 }
 
 /// An error answer: `{"error": message}` with a status code.
@@ -377,13 +381,23 @@ async fn sql(
     body: Result<Json<SqlBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body.map_err(|e| {
-        ApiError::bad_request(format!(
+        let mut error = ApiError::bad_request(format!(
             "body: expected JSON {{\"query\": \"SELECT …\"}}: {}",
             e.body_text()
-        ))
+        ));
+        // Over the body limit (webb_security::http) stays a 413, which the limit counts.
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            error.status = e.status();
+        }
+        error
     })?;
     let store = state.store.clone().ok_or_else(ApiError::no_store)?;
-    let result = store.sql(&body.query).await.map_err(|e| ApiError {
+    let result = store.sql(&body.query).await.inspect_err(|e| match e {
+        flow_store::SqlError::MemoryLimit { .. } => state.refused.refused(Refusal::SqlMemory),
+        flow_store::SqlError::TimeLimit { .. } => state.refused.refused(Refusal::SqlTime),
+        _ => {}
+    });
+    let result = result.map_err(|e| ApiError {
         status: if e.is_client_error() {
             StatusCode::BAD_REQUEST
         } else {

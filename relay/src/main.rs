@@ -10,6 +10,7 @@ use relay::peers::PoolConfig;
 use relay::pipeline::PipelineConfig;
 use relay::privacy::{DEFAULT_REDACTED_HEADERS, Redaction};
 use relay::server::{Outputs, RelayConfig, RelayServer};
+use webb_security::http::{ApiGuard, ApiLimits, ApiListener, ClientAddr};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -83,6 +84,20 @@ struct Args {
     synthetic_flows: usize,
     #[command(flatten)]
     otlp: relay::otlp::OtlpArgs,
+    /// TLS of the Observer port and the HTTP port.
+    #[command(flatten)]
+    tls: webb_security::ServerTlsArgs,
+    #[command(flatten)]
+    peer_tls: webb_security::PeerTlsArgs,
+    /// Largest JSON API request body, bytes.
+    #[arg(long, default_value_t = ApiLimits::default().max_body_bytes)]
+    api_max_body_bytes: u64,
+    /// JSON API requests per second of one client address (sustained; with --api-burst).
+    #[arg(long, default_value_t = ApiLimits::default().rate_per_sec)]
+    api_rate: f64,
+    /// JSON API requests one client address may send at once above its rate.
+    #[arg(long, default_value_t = ApiLimits::default().burst)]
+    api_burst: f64,
 }
 
 /// Hubble's usual set, with HTTP exemplars and workload context.
@@ -107,12 +122,17 @@ async fn main() -> anyhow::Result<()> {
     if args.peers.is_empty() && args.notify.is_empty() && args.synthetic_flows == 0 {
         anyhow::bail!("nothing to follow: give --peers host:port,… and/or --notify host:port");
     }
-    let outputs = outputs(&args)?;
+    let refused = webb_security::Counters::new();
+    let tls = args.tls.load(&refused)?;
+    let access = args.tls.access(tls.as_deref(), &refused);
+    let peer_tls = args.peer_tls.client()?;
+    let outputs = outputs(&args, &refused)?;
     let config = RelayConfig {
         pipeline: PipelineConfig {
             pool: PoolConfig {
                 peers: args.peers,
                 notify: args.notify,
+                tls: peer_tls,
                 ..Default::default()
             },
             http: HttpConfig {
@@ -130,6 +150,8 @@ async fn main() -> anyhow::Result<()> {
         ring_capacity: args.ring_capacity,
         node_name: args.node_name,
         outputs: outputs.clone(),
+        tls: tls.clone(),
+        access,
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -150,15 +172,31 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let server = RelayServer::start(config).await?;
-    let router = relay::api::router(server.api_state(args.api_token.clone()));
+    let guard = ApiGuard::new(
+        ApiLimits {
+            max_body_bytes: args.api_max_body_bytes,
+            rate_per_sec: args.api_rate,
+            burst: args.api_burst,
+        },
+        refused.clone(),
+    );
+    let router = webb_security::http::apply(
+        relay::api::router(server.api_state(args.api_token.clone())),
+        guard,
+    );
+    let http_listener = ApiListener::new(http_listener, tls.as_deref())
+        .context("cannot start TLS on --http-listen")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(async move {
-        axum::serve(http_listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await
+        axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<ClientAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        })
+        .await
     });
     tracing::info!(listen = %args.listen, http_listen = %args.http_listen, "relay serving");
     server.serve(listener, stop_signal()).await?;
@@ -193,14 +231,16 @@ async fn stop_signal() {
     }
 }
 
-fn outputs(args: &Args) -> anyhow::Result<Outputs> {
+fn outputs(args: &Args, refused: &webb_security::Counters) -> anyhow::Result<Outputs> {
     let metrics = if args.metrics.trim().is_empty() {
         None
     } else {
         let mut config = MetricsConfig::from_flag(&args.metrics).context("--metrics")?;
         config.max_series_per_metric = args.metrics_max_series;
         config.endpoint_grace = args.metrics_endpoint_grace;
-        let metrics = std::sync::Arc::new(Metrics::new(&config).context("--metrics")?);
+        let mut metrics = Metrics::new(&config).context("--metrics")?;
+        refused.register(metrics.registry_mut());
+        let metrics = std::sync::Arc::new(metrics);
         if let Some(path) = &args.endpoints {
             let watch = EndpointsWatch::open(path).context("--endpoints")?;
             tokio::spawn(follow_endpoints(watch, metrics.clone()));

@@ -41,6 +41,8 @@ pub struct PoolConfig {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub error_window: Duration,
+    /// TLS toward agents (`--peer-tls-*`); plaintext when None.
+    pub tls: Option<webb_security::ClientTls>,
 }
 
 impl Default for PoolConfig {
@@ -53,6 +55,7 @@ impl Default for PoolConfig {
             // Hubble's relay retries unavailable peers every 30 s.
             backoff_max: Duration::from_secs(30),
             error_window: ERROR_AGGREGATION_WINDOW,
+            tls: None,
         }
     }
 }
@@ -406,16 +409,31 @@ fn remove_peer(shared: &Arc<Shared>, address: &str) {
 
 #[derive(Debug, thiserror::Error)]
 enum PeerError {
-    #[error("connecting to {address}: {source}")]
-    Connect {
-        address: String,
-        source: tonic::transport::Error,
-    },
+    #[error("connecting to {address}: {message}")]
+    Connect { address: String, message: String },
     #[error("GetFlows on {address}: {status}")]
     Stream {
         address: String,
         status: Box<tonic::Status>,
     },
+}
+
+/// A gRPC channel to an agent at `address` (`host:port`), connected now: over TLS with the
+/// relay's `--peer-tls-*` settings when `tls` is given, else plaintext.
+pub async fn agent_channel(
+    tls: Option<&webb_security::ClientTls>,
+    address: &str,
+    timeout: Duration,
+) -> anyhow::Result<tonic::transport::Channel> {
+    match tls {
+        Some(tls) => tls.connect(address, timeout).await,
+        None => Endpoint::from_shared(format!("http://{address}"))?
+            .connect_timeout(timeout)
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| anyhow::anyhow!(webb_security::client::error_chain(&e))),
+    }
 }
 
 /// The request the relay sends every agent: everything, live, with payload and extras.
@@ -460,17 +478,16 @@ async fn stream_once(
     address: &str,
     backoff: &mut Backoff,
 ) -> Result<(), PeerError> {
-    let connect = |source| PeerError::Connect {
+    let channel = agent_channel(
+        shared.config.tls.as_ref(),
+        address,
+        shared.config.connect_timeout,
+    )
+    .await
+    .map_err(|e| PeerError::Connect {
         address: address.to_string(),
-        source,
-    };
-    let channel = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(connect)?
-        .connect_timeout(shared.config.connect_timeout)
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(connect)?;
+        message: format!("{e:#}"),
+    })?;
     // A peer from --peers is known by its address until its first flow; its own Notify
     // usually names it at once, so NODE_CONNECTED and GetNodes carry the node's name.
     if shared.unnamed(address)
@@ -567,10 +584,12 @@ async fn notify_once(
     address: &str,
     backoff: &mut Backoff,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let channel = Endpoint::from_shared(format!("http://{address}"))?
-        .connect_timeout(shared.config.connect_timeout)
-        .connect()
-        .await?;
+    let channel = agent_channel(
+        shared.config.tls.as_ref(),
+        address,
+        shared.config.connect_timeout,
+    )
+    .await?;
     let mut stream = PeerClient::new(channel)
         .notify(NotifyRequest {})
         .await?

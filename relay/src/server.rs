@@ -3,7 +3,6 @@
 //! preamble come from the peer pool; drops of the relay's stages become `LostEvent`s.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -89,6 +88,10 @@ pub struct RelayConfig {
     pub loss_interval: Duration,
     /// Where every served flow also goes.
     pub outputs: Outputs,
+    /// TLS of the Observer port (`--tls-*`); plaintext when None.
+    pub tls: Option<Arc<webb_security::ServerTls>>,
+    /// Payload trust, the per-client stream bound, and the refusal counters.
+    pub access: webb_security::Access,
 }
 
 /// What the relay feeds besides its ring: metrics, the flow store, span export. Each is
@@ -119,6 +122,8 @@ impl Default for RelayConfig {
             node_name: "webb-relay".into(),
             loss_interval: Duration::from_secs(1),
             outputs: Outputs::default(),
+            tls: None,
+            access: webb_security::Access::default(),
         }
     }
 }
@@ -370,6 +375,7 @@ fn pool_nodes(pipeline: &SharedPipeline) -> Vec<NodeInfo> {
 #[derive(Debug)]
 struct PoolNodes {
     pipeline: SharedPipeline,
+    tls: Option<webb_security::ClientTls>,
 }
 
 fn connected(n: &NodeInfo) -> bool {
@@ -380,6 +386,7 @@ fn connected(n: &NodeInfo) -> bool {
 impl NodesSource for PoolNodes {
     async fn nodes(&self) -> Result<Vec<Node>, Status> {
         let infos = pool_nodes(&self.pipeline);
+        let tls = self.tls.as_ref();
         let asks = infos.into_iter().map(|info| async move {
             let mut node = Node {
                 name: info.name.clone(),
@@ -390,7 +397,7 @@ impl NodesSource for PoolNodes {
             // Like Hubble's relay, the numbers come from each connected peer's own status.
             if connected(&info)
                 && let Ok(Ok(s)) =
-                    tokio::time::timeout(PEER_STATUS_TIMEOUT, peer_status(&info.address)).await
+                    tokio::time::timeout(PEER_STATUS_TIMEOUT, peer_status(tls, &info.address)).await
             {
                 node.version = s.version;
                 node.uptime_ns = s.uptime_ns;
@@ -421,11 +428,12 @@ impl NodesSource for PoolNodes {
     /// Like Hubble's relay, every connected peer is asked for its own status (in parallel,
     /// each within `PEER_STATUS_TIMEOUT`); one that does not answer is left out of the sums.
     async fn node_statuses(&self) -> Vec<webb_proto::observer::ServerStatusResponse> {
+        let tls = self.tls.as_ref();
         let asks = pool_nodes(&self.pipeline)
             .into_iter()
             .filter(connected)
             .map(|info| async move {
-                tokio::time::timeout(PEER_STATUS_TIMEOUT, peer_status(&info.address))
+                tokio::time::timeout(PEER_STATUS_TIMEOUT, peer_status(tls, &info.address))
                     .await
                     .ok()
                     .and_then(Result::ok)
@@ -457,8 +465,12 @@ impl NodesSource for PoolNodes {
     }
 }
 
-async fn peer_status(address: &str) -> anyhow::Result<webb_proto::observer::ServerStatusResponse> {
-    let mut client = ObserverClient::connect(format!("http://{address}")).await?;
+async fn peer_status(
+    tls: Option<&webb_security::ClientTls>,
+    address: &str,
+) -> anyhow::Result<webb_proto::observer::ServerStatusResponse> {
+    let channel = crate::peers::agent_channel(tls, address, PEER_STATUS_TIMEOUT).await?;
+    let mut client = ObserverClient::new(channel);
     Ok(client
         .server_status(ServerStatusRequest {})
         .await?
@@ -472,6 +484,7 @@ pub struct RelayServer {
     losses: Arc<LossCounters>,
     outputs: Outputs,
     monitor: JoinHandle<()>,
+    tls: Option<Arc<webb_security::ServerTls>>,
 }
 
 impl std::fmt::Debug for RelayServer {
@@ -503,14 +516,18 @@ impl RelayServer {
             last_flush: Instant::now(),
         }));
         let sink_writer = writer.clone();
+        let peer_tls = config.pipeline.pool.tls.clone();
+        let tls = config.tls.clone();
         let pipeline = Pipeline::start(config.pipeline, move |resp| lock(&sink_writer).push(resp));
         let pipeline: SharedPipeline = Arc::new(Mutex::new(Some(pipeline)));
         let health = Health::new(false).await;
         let mut observer = ObserverService::new(observed)
+            .with_access(config.access.clone())
             .with_version(format!("webb-relay {}", env!("CARGO_PKG_VERSION")))
             .with_version_header(VersionHeader::Relay)
             .with_nodes(Arc::new(PoolNodes {
                 pipeline: pipeline.clone(),
+                tls: peer_tls,
             }));
         if let Some(store) = &config.outputs.store {
             observer = observer.with_history(Arc::new(StoreHistory {
@@ -537,20 +554,20 @@ impl RelayServer {
             losses,
             outputs: config.outputs,
             monitor,
+            tls,
         })
     }
 
-    /// Serves Observer and health on `listener` until `shutdown` completes.
+    /// Serves Observer and health on `listener` (TLS when configured) until `shutdown`
+    /// completes.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        let addr: Option<SocketAddr> = listener.local_addr().ok();
         self.services
-            .serve_tcp(listener, shutdown)
+            .serve_listener(listener, self.tls.as_deref(), shutdown)
             .await
-            .with_context(|| format!("gRPC server on {addr:?} failed"))
     }
 
     /// Every peer and its state.
@@ -587,6 +604,7 @@ impl RelayServer {
         let pipeline = self.pipeline.clone();
         let observer = self.services.observer.clone();
         crate::api::ApiState {
+            refused: self.services.observer.access().counters.clone(),
             metrics: self.outputs.metrics.clone(),
             store: self.outputs.store.clone(),
             losses: self.losses.clone(),

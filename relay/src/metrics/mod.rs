@@ -619,6 +619,11 @@ impl Metrics {
         }
     }
 
+    /// Where other parts add their collectors (the TLS and limit counters of webb-security).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The registry, for callers that encode it themselves (e.g. with more collectors).
     pub fn registry(&self) -> &Registry {
         &self.registry

@@ -40,6 +40,23 @@ impl Agent {
         name: &str,
         announced: impl Fn(&SocketAddr) -> Option<Vec<PeerInfo>>,
     ) -> Agent {
+        Agent::start_serving(name, announced, None)
+    }
+
+    /// An agent serving TLS (`tls`: its server TLS and what it grants clients).
+    pub fn start_tls(
+        name: &str,
+        tls: Arc<webb_security::ServerTls>,
+        access: webb_security::Access,
+    ) -> Agent {
+        Agent::start_serving(name, |_| None, Some((tls, access)))
+    }
+
+    fn start_serving(
+        name: &str,
+        announced: impl Fn(&SocketAddr) -> Option<Vec<PeerInfo>>,
+        tls: Option<(Arc<webb_security::ServerTls>, webb_security::Access)>,
+    ) -> Agent {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -54,13 +71,14 @@ impl Agent {
         let state = observed.clone();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (tls, access) = tls.unzip();
             let services = Services {
-                observer: ObserverService::new(state),
+                observer: ObserverService::new(state).with_access(access.unwrap_or_default()),
                 peer,
                 health: Health::new(true).await,
             };
             services
-                .serve_tcp(listener, std::future::pending())
+                .serve_listener(listener, tls.as_deref(), std::future::pending())
                 .await
                 .unwrap();
         });
