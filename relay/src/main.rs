@@ -101,7 +101,7 @@ struct Args {
 }
 
 /// Hubble's usual set, with HTTP exemplars and workload context.
-const DEFAULT_METRICS: &str = "flow drop tcp port-distribution icmp policy \
+const DEFAULT_METRICS: &str = "flow drop tcp port-distribution icmp policy dns:query;ignoreAAAA \
     httpV2:exemplars=true;labelsContext=source_namespace,source_workload,destination_namespace,destination_workload,traffic_direction";
 
 fn ring_capacity(s: &str) -> Result<usize, String> {

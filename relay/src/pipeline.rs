@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use webb_proto::observer::GetFlowsResponse;
 use webb_proto::observer::get_flows_response::ResponseTypes;
 
-use crate::l7::{HttpConfig, HttpStats, L7Stage, L7Stats};
+use crate::l7::{DnsStats, HttpConfig, HttpStats, L7Stage, L7Stats};
 use crate::merge::{self, MergeConfig, MergeStats};
 use crate::peers::{NodeInfo, PeerPool, PoolConfig, PoolOutputs};
 
@@ -39,6 +39,7 @@ impl Default for PipelineConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PipelineStats {
     pub http: HttpStats,
+    pub dns: DnsStats,
     pub l7: L7Stats,
     pub merge: MergeStats,
     /// Responses handed to the sink.
@@ -106,6 +107,7 @@ impl Pipeline {
                     next_publish = emitted + PUBLISH_EVERY;
                     if let Ok(mut s) = published.lock() {
                         s.http.clone_from(l7.http().stats());
+                        s.dns.clone_from(l7.dns().stats());
                         s.l7.clone_from(l7.stats());
                         s.emitted = emitted;
                     }
@@ -114,6 +116,7 @@ impl Pipeline {
             .await;
             if let Ok(mut s) = published.lock() {
                 s.http.clone_from(l7.http().stats());
+                s.dns.clone_from(l7.dns().stats());
                 s.l7.clone_from(l7.stats());
                 s.merge = merge_stats;
                 s.emitted = emitted;

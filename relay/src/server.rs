@@ -25,7 +25,7 @@ use flow_store::FlowStore;
 use webb_proto::flow::Flow;
 use webb_proto::webb_v1::{FlowExtras, StageLoss};
 
-use crate::l7::HttpStats;
+use crate::l7::{DnsStats, HttpStats};
 use crate::metrics::Metrics;
 use crate::otlp::{OtlpStats, STAGE_OTLP_EXPORT, STAGE_OTLP_QUEUE, SpanExporter};
 use crate::peers::NodeInfo;
@@ -38,6 +38,9 @@ pub mod stage {
     /// HTTP heads skipped by the L7 stage (over the size bound, or never completed): the
     /// L3/L4 flows went on, their L7 flows are missing.
     pub const RELAY_L7_HTTP: &str = "relay_l7_http";
+    /// DNS messages the L7 stage could not read (malformed, or cut by the capture or a lost
+    /// segment): the L3/L4 flows went on, their L7 DNS flows are missing.
+    pub const RELAY_L7_DNS: &str = "relay_l7_dns";
     /// The relay's ring (queue depth only: a slow reader's loss is `hubble_ring_reader`).
     pub const RELAY_RING: &str = "relay_ring";
 
@@ -673,6 +676,7 @@ fn status_json(observer: &ObserverService, pipeline: &SharedPipeline) -> serde_j
 struct LossTracker {
     queue: BTreeMap<String, u64>,
     http: u64,
+    dns: u64,
     store: BTreeMap<String, u64>,
     spans_dropped: u64,
     spans_rejected: u64,
@@ -691,6 +695,7 @@ impl LossTracker {
         &mut self,
         nodes: &[NodeInfo],
         http: &HttpStats,
+        dns: &DnsStats,
         store: &[webb_proto::webb_v1::StageLoss],
         spans: &OtlpStats,
         relay_node: &str,
@@ -715,6 +720,14 @@ impl LossTracker {
                 count: skipped - self.http,
             });
             self.http = skipped;
+        }
+        if dns.lost() > self.dns {
+            out.push(Loss {
+                stage: stage::RELAY_L7_DNS,
+                node: relay_node.to_string(),
+                count: dns.lost() - self.dns,
+            });
+            self.dns = dns.lost();
         }
         for l in store {
             let before = self.store.entry(l.stage.clone()).or_default();
@@ -820,8 +833,14 @@ async fn monitor(
         if let Some(m) = &outputs.metrics {
             m.sweep(Instant::now());
         }
-        let losses_now =
-            tracker.new_losses(&nodes, &stats.http, &store_loss, &span_stats, &relay_node);
+        let losses_now = tracker.new_losses(
+            &nodes,
+            &stats.http,
+            &stats.dns,
+            &store_loss,
+            &span_stats,
+            &relay_node,
+        );
         if losses_now.is_empty() {
             continue;
         }
@@ -831,7 +850,10 @@ async fn monitor(
             losses.add(loss.stage, &loss.node, loss.count);
             // Stages before the ring leave a gap in the flows that follow; the store and span
             // export lose after it, so no flow there misses a predecessor.
-            if loss.stage == stage::RELAY_QUEUE || loss.stage == stage::RELAY_L7_HTTP {
+            if matches!(
+                loss.stage,
+                stage::RELAY_QUEUE | stage::RELAY_L7_HTTP | stage::RELAY_L7_DNS
+            ) {
                 w.note_gap(&loss.node, loss.stage, loss.count);
             }
             w.observed.push_lost_from(&loss.node, loss.event(now));
@@ -872,6 +894,7 @@ mod tests {
             t.new_losses(
                 &[node("vn1", 0), node("vn2", 0)],
                 &http,
+                &DnsStats::default(),
                 &[],
                 &OtlpStats::default(),
                 "relay"
@@ -884,6 +907,7 @@ mod tests {
             t.new_losses(
                 &[node("vn1", 5), node("vn2", 0)],
                 &http,
+                &DnsStats::default(),
                 &[],
                 &OtlpStats::default(),
                 "relay"
@@ -897,6 +921,7 @@ mod tests {
             t.new_losses(
                 &[node("vn1", 5), node("vn2", 4)],
                 &http,
+                &DnsStats::default(),
                 &[],
                 &OtlpStats::default(),
                 "relay"
@@ -915,19 +940,43 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            t.new_losses(&[], &http, &[], &spans, "relay"),
+            t.new_losses(&[], &http, &DnsStats::default(), &[], &spans, "relay"),
             [loss(STAGE_OTLP_QUEUE, "relay", 4)]
         );
         spans.spans_dropped = 6;
         spans.spans_rejected = 1;
         assert_eq!(
-            t.new_losses(&[], &http, &[], &spans, "relay"),
+            t.new_losses(&[], &http, &DnsStats::default(), &[], &spans, "relay"),
             [
                 loss(STAGE_OTLP_QUEUE, "relay", 2),
                 loss(STAGE_OTLP_EXPORT, "relay", 1)
             ]
         );
-        assert!(t.new_losses(&[], &http, &[], &spans, "relay").is_empty());
+        assert!(
+            t.new_losses(&[], &http, &DnsStats::default(), &[], &spans, "relay")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn dns_messages_the_l7_stage_could_not_read_are_relay_losses() {
+        let mut t = LossTracker::default();
+        let mut dns = DnsStats {
+            malformed: 2,
+            truncated: 1,
+            unmatched_responses: 5, // still flows: no loss
+            ..Default::default()
+        };
+        let (http, spans) = (HttpStats::default(), OtlpStats::default());
+        assert_eq!(
+            t.new_losses(&[], &http, &dns, &[], &spans, "relay"),
+            [loss(stage::RELAY_L7_DNS, "relay", 3)]
+        );
+        dns.truncated = 2;
+        assert_eq!(
+            t.new_losses(&[], &http, &dns, &[], &spans, "relay"),
+            [loss(stage::RELAY_L7_DNS, "relay", 1)]
+        );
     }
 
     #[test]

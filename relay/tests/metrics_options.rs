@@ -54,9 +54,9 @@ fn context_options_accept_alternatives_and_directional_variants_case_insensitive
 
 #[test]
 fn an_unknown_metric_is_refused_with_the_supported_list() {
-    let e = err("flow dns:query");
+    let e = err("flow kafka:labelsContext=source_ip");
     assert!(
-        e.contains("unknown metric 'dns'") && e.contains("httpV2"),
+        e.contains("unknown metric 'kafka'") && e.contains("httpV2") && e.contains("dns"),
         "{e}"
     );
 }
@@ -113,4 +113,21 @@ fn http_and_http_v2_conflict_and_duplicates_are_refused() {
 #[test]
 fn an_empty_flag_enables_nothing() {
     assert!(parse_metrics("  ").unwrap().is_empty());
+}
+
+#[test]
+fn dns_takes_hubbles_bare_word_options_and_refuses_a_value_for_them() {
+    let p = parse_metrics("dns:query;ignoreAAAA;labelsContext=source_namespace").unwrap();
+    assert_eq!(p[0].kind, PluginKind::Dns);
+    assert!(p[0].dns.query && p[0].dns.ignore_aaaa);
+    assert!(!parse_metrics("dns").unwrap()[0].dns.query);
+    assert_eq!(
+        err("dns:query=yes"),
+        "metric 'dns': option 'query' has invalid value 'yes': takes no value (write the bare word)"
+    );
+    assert_eq!(err("http:query"), "metric 'http': unknown option 'query'");
+    assert_eq!(
+        err("dns:ignoreAAAA;ignoreaaaa"),
+        "metric 'dns': option 'ignoreaaaa' is given twice"
+    );
 }

@@ -310,3 +310,107 @@ fn lost_events_are_counted_by_hubble_source_and_by_webb_stage_and_node() {
             .any(|l| l.starts_with(r#"webb_build_info{component="relay",version=""#))
     );
 }
+
+/// An L7 DNS flow as the relay's DNS stage makes it.
+fn dns_flow(
+    ty: L7FlowType,
+    verdict: Verdict,
+    query: &str,
+    qtypes: &[&str],
+    rcode: u32,
+    ips: &[&str],
+    rrtypes: &[&str],
+) -> Flow {
+    let mut f = tcp_flow(verdict, syn());
+    f.l4 = None;
+    f.r#type = FlowType::L7 as i32;
+    f.event_type = Some(CiliumEventType {
+        r#type: 129,
+        sub_type: 0,
+    });
+    f.is_reply = Some((ty == L7FlowType::Response).into());
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    f.l7 = Some(Layer7 {
+        r#type: ty as i32,
+        latency_ns: 0,
+        record: Some(layer7::Record::Dns(Dns {
+            query: query.into(),
+            ips: strings(ips),
+            rcode,
+            qtypes: strings(qtypes),
+            rrtypes: strings(rrtypes),
+            observation_source: "datapath".into(),
+            ..Default::default()
+        })),
+    });
+    f
+}
+
+#[test]
+fn dns_plugin_counts_queries_responses_and_answer_types_with_hubbles_labels_and_options() {
+    use L7FlowType::{Request, Response};
+    let fwd = Verdict::Forwarded;
+    let flows = [
+        dns_flow(Request, fwd, "a.example.", &["A"], 0, &[], &[]),
+        dns_flow(
+            Response,
+            fwd,
+            "a.example.",
+            &["A"],
+            0,
+            &["198.18.0.1", "198.18.0.2"],
+            &["CNAME", "A", "A"],
+        ),
+        dns_flow(Response, fwd, "nope.example.", &["A"], 3, &[], &[]),
+        // A query the datapath dropped: Hubble's "Policy denied".
+        dns_flow(Request, Verdict::Dropped, "x.example.", &["A"], 0, &[], &[]),
+        // AAAA only: counted unless ignoreAAAA.
+        dns_flow(Request, fwd, "a.example.", &["AAAA"], 0, &[], &[]),
+    ];
+    let body = run("dns", &flows);
+    assert_eq!(
+        lines_of(&body, "hubble_dns_queries_total"),
+        [
+            r#"hubble_dns_queries_total{rcode="",qtypes="A",ips_returned="0"} 1"#,
+            r#"hubble_dns_queries_total{rcode="",qtypes="AAAA",ips_returned="0"} 1"#,
+            r#"hubble_dns_queries_total{rcode="Policy denied",qtypes="A",ips_returned="0"} 1"#,
+        ]
+    );
+    assert_eq!(
+        lines_of(&body, "hubble_dns_responses_total"),
+        [
+            r#"hubble_dns_responses_total{rcode="No Error",qtypes="A",ips_returned="2"} 1"#,
+            r#"hubble_dns_responses_total{rcode="Non-Existent Domain",qtypes="A",ips_returned="0"} 1"#,
+        ]
+    );
+    assert_eq!(
+        lines_of(&body, "hubble_dns_response_types_total"),
+        [
+            r#"hubble_dns_response_types_total{type="A",qtypes="A"} 2"#,
+            r#"hubble_dns_response_types_total{type="CNAME",qtypes="A"} 1"#,
+        ]
+    );
+
+    let body = run(
+        "dns:query;ignoreAAAA;labelsContext=source_namespace",
+        &flows,
+    );
+    let queries = lines_of(&body, "hubble_dns_queries_total");
+    assert_eq!(
+        queries.len(),
+        2,
+        "the AAAA-only query is ignored: {queries:?}"
+    );
+    assert!(
+        queries.contains(
+            &r#"hubble_dns_queries_total{source_namespace="web",rcode="",qtypes="A",ips_returned="0",query="a.example."} 1"#
+        ),
+        "{queries:?}"
+    );
+    assert!(
+        lines_of(&body, "hubble_dns_response_types_total").contains(
+            &r#"hubble_dns_response_types_total{source_namespace="web",type="CNAME",qtypes="A",query="a.example."} 1"#
+        ),
+        "{body}"
+    );
+}

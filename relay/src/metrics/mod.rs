@@ -34,7 +34,7 @@ use webb_proto::flow::{Flow, L7FlowType, LostEvent, LostEventSource, Verdict, la
 pub use context::{ContextId, ContextLabel, ContextOptions};
 pub use endpoints::{EndpointsFileError, EndpointsWatch, parse_endpoints};
 pub use family::TraceLabel;
-pub use options::{OptionsError, PluginKind, PluginSpec, parse_metrics};
+pub use options::{DnsOptions, OptionsError, PluginKind, PluginSpec, parse_metrics};
 
 use family::{Ctr, Family, Hist, LabelBuf, MAX_LABELS, new_hist};
 use traces::{ConnKey, TraceMap};
@@ -110,7 +110,9 @@ struct Plugin {
     kind: PluginKind,
     ctx: ContextOptions,
     exemplars: bool,
-    /// flow/drop/tcp/port/icmp/policy: one family; http: requests, responses; httpV2: requests.
+    dns: DnsOptions,
+    /// flow/drop/tcp/port/icmp/policy: one family; http: requests, responses; httpV2: requests;
+    /// dns: queries, responses, response types.
     counters: Vec<Family<Ctr>>,
     duration: Option<Family<Hist>>,
 }
@@ -241,6 +243,31 @@ impl Metrics {
                     )],
                     Some(ctx_first(&["method", "reporter"])),
                 ),
+                PluginKind::Dns => {
+                    // Hubble's label order: context, then its own, then `query` if asked for.
+                    let query: &[&'static str] = if spec.dns.query { &["query"] } else { &[] };
+                    let with_query = |own: &[&'static str]| ctx_first(&[own, query].concat());
+                    (
+                        vec![
+                            fam(
+                                "hubble_dns_queries",
+                                "Number of DNS queries observed",
+                                with_query(&["rcode", "qtypes", "ips_returned"]),
+                            ),
+                            fam(
+                                "hubble_dns_responses",
+                                "Number of DNS responses observed",
+                                with_query(&["rcode", "qtypes", "ips_returned"]),
+                            ),
+                            fam(
+                                "hubble_dns_response_types",
+                                "Number of DNS response types observed",
+                                with_query(&["type", "qtypes"]),
+                            ),
+                        ],
+                        None,
+                    )
+                }
             };
             // At most 11 labelsContext + source + destination + 4 own labels.
             debug_assert!(counters.iter().all(|f| f.label_names.len() <= MAX_LABELS));
@@ -258,6 +285,7 @@ impl Metrics {
                 kind: spec.kind,
                 ctx: spec.context.clone(),
                 exemplars,
+                dns: spec.dns,
                 counters,
                 duration,
             });
@@ -472,6 +500,50 @@ impl Metrics {
                     p.ctx.push_values(flow, false, &mut buf);
                     let t = if p.exemplars { conn(inner) } else { None };
                     p.counters[0].with(buf.as_slice(), |c| c.inc(t.as_ref()));
+                }
+                PluginKind::Dns => {
+                    let Some(Some(layer7::Record::Dns(d))) =
+                        flow.l7.as_ref().map(|l| l.record.as_ref())
+                    else {
+                        continue;
+                    };
+                    if p.dns.ignore_aaaa && d.qtypes.len() == 1 && d.qtypes[0] == "AAAA" {
+                        continue;
+                    }
+                    p.ctx.push_values(flow, false, &mut buf);
+                    let ctx_len = buf.len();
+                    let qtypes = d.qtypes.join(",");
+                    let mut ips = itoa::Buffer::new();
+                    let ips = ips.format(d.ips.len());
+                    let reply = flow.is_reply.as_ref().is_some_and(|r| r.value);
+                    // Hubble: a dropped DNS flow is a query denied by policy; otherwise a
+                    // non-reply is a query and a reply a response.
+                    let (family, rcode) = if verdict == Verdict::Dropped as i32 {
+                        (0, "Policy denied")
+                    } else if !reply {
+                        (0, "")
+                    } else {
+                        (1, names::dns_rcode(d.rcode))
+                    };
+                    buf.push(rcode);
+                    buf.push(&qtypes);
+                    buf.push(ips);
+                    if p.dns.query {
+                        buf.push(&d.query);
+                    }
+                    p.counters[family].with(buf.as_slice(), |c| c.inc(None));
+                    if family != 1 {
+                        continue;
+                    }
+                    for rrtype in &d.rrtypes {
+                        buf.truncate(ctx_len);
+                        buf.push(rrtype);
+                        buf.push(&qtypes);
+                        if p.dns.query {
+                            buf.push(&d.query);
+                        }
+                        p.counters[2].with(buf.as_slice(), |c| c.inc(None));
+                    }
                 }
                 PluginKind::Http | PluginKind::HttpV2 => {
                     let Some((l7, h)) = http else { continue };

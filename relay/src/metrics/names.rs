@@ -89,3 +89,31 @@ pub(crate) fn policy_match(m: u32) -> std::borrow::Cow<'static, str> {
 pub(crate) use webb_proto::icmp::{
     icmpv4_type_code as icmpv4_type, icmpv6_type_code as icmpv6_type,
 };
+
+/// Hubble's `rcode` label of `hubble_dns_responses_total` (its `rcodeNames` table; "" for
+/// codes it has no name for).
+pub(crate) fn dns_rcode(rcode: u32) -> &'static str {
+    match rcode {
+        0 => "No Error",
+        1 => "Format Error",
+        2 => "Server Failure",
+        3 => "Non-Existent Domain",
+        4 => "Not Implemented",
+        5 => "Query Refused",
+        6 => "Name Exists when it should not",
+        7 => "RR Set Exists when it should not",
+        8 => "RR Set that should exist does not",
+        9 => "Not Authorized",
+        10 => "Name not contained in zone",
+        11 => "DSO-TYPE Not Implemented",
+        16 => "Bad OPT Version",
+        17 => "Key not recognized",
+        18 => "Signature out of time window",
+        19 => "Bad TKEY Mode",
+        20 => "Duplicate key name",
+        21 => "Algorithm not supported",
+        22 => "Bad Truncation",
+        23 => "Bad/missing Server Cookie",
+        _ => "",
+    }
+}

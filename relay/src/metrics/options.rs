@@ -16,10 +16,11 @@ pub enum PluginKind {
     Policy,
     Http,
     HttpV2,
+    Dns,
 }
 
 impl PluginKind {
-    pub const ALL: [PluginKind; 8] = [
+    pub const ALL: [PluginKind; 9] = [
         PluginKind::Flow,
         PluginKind::Drop,
         PluginKind::Tcp,
@@ -28,6 +29,7 @@ impl PluginKind {
         PluginKind::Policy,
         PluginKind::Http,
         PluginKind::HttpV2,
+        PluginKind::Dns,
     ];
 
     /// The name used on the command line.
@@ -41,6 +43,7 @@ impl PluginKind {
             PluginKind::Policy => "policy",
             PluginKind::Http => "http",
             PluginKind::HttpV2 => "httpV2",
+            PluginKind::Dns => "dns",
         }
     }
 
@@ -65,13 +68,23 @@ pub struct PluginSpec {
     pub context: ContextOptions,
     /// `exemplars=true|false`; `None` when not given (drop/policy then follow the HTTP plugin).
     pub exemplars: Option<bool>,
+    /// `dns` only: Hubble's `query` (a `query` label with the name asked) and `ignoreAAAA`
+    /// (flows asking only for AAAA are not counted).
+    pub dns: DnsOptions,
+}
+
+/// Options of Hubble's `dns` metric; each is a bare word (`dns:query;ignoreAAAA`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsOptions {
+    pub query: bool,
+    pub ignore_aaaa: bool,
 }
 
 /// Why a `--metrics` value was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionsError {
     #[error(
-        "unknown metric '{0}' (supported: flow, drop, tcp, port-distribution, icmp, policy, http, httpV2)"
+        "unknown metric '{0}' (supported: flow, drop, tcp, port-distribution, icmp, policy, http, httpV2, dns)"
     )]
     UnknownMetric(String),
     #[error("metric '{0}' is enabled twice")]
@@ -119,6 +132,7 @@ fn parse_plugin(kind: PluginKind, opts: &str) -> Result<PluginSpec, OptionsError
     let metric = kind.name();
     let mut context = ContextOptions::default();
     let mut exemplars = None;
+    let mut dns = DnsOptions::default();
     let mut seen: Vec<String> = Vec::new();
     for opt in opts.split(';').filter(|o| !o.is_empty()) {
         let (key, value) = match opt.split_once('=') {
@@ -133,6 +147,22 @@ fn parse_plugin(kind: PluginKind, opts: &str) -> Result<PluginSpec, OptionsError
             });
         }
         seen.push(lower.clone());
+        if kind == PluginKind::Dns && matches!(lower.as_str(), "query" | "ignoreaaaa") {
+            if let Some(v) = value {
+                return Err(OptionsError::BadValue {
+                    metric: metric.into(),
+                    option: key.into(),
+                    value: v.into(),
+                    reason: "takes no value (write the bare word)".into(),
+                });
+            }
+            if lower == "query" {
+                dns.query = true;
+            } else {
+                dns.ignore_aaaa = true;
+            }
+            continue;
+        }
         let known = matches!(
             lower.as_str(),
             "sourcecontext"
@@ -212,5 +242,6 @@ fn parse_plugin(kind: PluginKind, opts: &str) -> Result<PluginSpec, OptionsError
         kind,
         context,
         exemplars,
+        dns,
     })
 }
