@@ -57,7 +57,7 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "webb", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Observer server: host:port of an agent (:4244) or relay (:4245), or unix:///path of an agent socket
+    /// Observer server: host:port of an agent (:4244) or relay (:4245), tls://host:port for TLS, or unix:///path of an agent socket
     #[arg(long, global = true, env = "WEBB_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
     /// Connection timeout (e.g. 5s, 500ms)
@@ -66,6 +66,8 @@ pub struct Cli {
     /// Log debug messages and informational node events
     #[arg(short = 'D', long, global = true)]
     pub debug: bool,
+    #[command(flatten)]
+    pub tls: webb_security::ClientTlsArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -87,6 +89,9 @@ pub enum Command {
     /// Live terminal flow viewer (flows, service map, drops, HTTP routes)
     #[command(after_help = TUI_EXAMPLES)]
     Tui(TuiArgs),
+    /// Create a CA and certificates for nodes, the relay and clients (TLS and mTLS)
+    #[command(subcommand, after_help = crate::certs::EXAMPLES)]
+    Certs(crate::certs::CertsCommand),
     /// Print a shell completion script (e.g. webb completion bash > /etc/bash_completion.d/webb)
     Completion {
         #[arg(value_enum)]
@@ -312,6 +317,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::List(ListCommand::Namespaces(args)) => list_namespaces(&cli, args).await,
         Command::Sql(args) => sql(&cli, args).await,
         Command::Tui(args) => tui(&cli, args).await,
+        Command::Certs(command) => crate::certs::run(command),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "webb", &mut io::stdout());
@@ -480,7 +486,7 @@ async fn observe(cli: &Cli, args: &ObserveArgs, matches: &ArgMatches) -> anyhow:
             Ok(())
         }
         None => {
-            let channel = client::connect(&cli.server, cli.timeout).await?;
+            let channel = client::connect(&cli.server, &cli.tls, cli.timeout).await?;
             let mut observer = ObserverClient::new(channel);
             tracing::debug!(request = ?plan.request, "sending GetFlows");
             let mut stream = observer
@@ -534,6 +540,7 @@ async fn tui(cli: &Cli, args: &TuiArgs) -> anyhow::Result<()> {
             (
                 run::Source::Server {
                     server: cli.server.clone(),
+                    tls: cli.tls.clone(),
                     timeout: cli.timeout,
                     request: run::viewer_request(since, args.last),
                 },
@@ -553,7 +560,7 @@ async fn tui(cli: &Cli, args: &TuiArgs) -> anyhow::Result<()> {
 
 async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<()> {
     let format = Format::parse(&args.output).map_err(anyhow::Error::msg)?;
-    let channel = client::connect(&cli.server, cli.timeout).await?;
+    let channel = client::connect(&cli.server, &cli.tls, cli.timeout).await?;
     let mut health = HealthClient::new(channel.clone());
     let reply = health
         .check(HealthCheckRequest {
@@ -593,7 +600,7 @@ async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<()> {
 }
 
 async fn list_nodes(cli: &Cli, args: &ListArgs) -> anyhow::Result<()> {
-    let channel = client::connect(&cli.server, cli.timeout).await?;
+    let channel = client::connect(&cli.server, &cli.tls, cli.timeout).await?;
     let nodes = ObserverClient::new(channel)
         .get_nodes(GetNodesRequest::default())
         .await
@@ -613,7 +620,7 @@ async fn list_nodes(cli: &Cli, args: &ListArgs) -> anyhow::Result<()> {
 }
 
 async fn list_namespaces(cli: &Cli, args: &ListArgs) -> anyhow::Result<()> {
-    let channel = client::connect(&cli.server, cli.timeout).await?;
+    let channel = client::connect(&cli.server, &cli.tls, cli.timeout).await?;
     let namespaces = ObserverClient::new(channel)
         .get_namespaces(GetNamespacesRequest::default())
         .await

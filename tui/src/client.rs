@@ -1,58 +1,103 @@
-//! Connecting to a Webb (or Hubble) Observer: agent `:4244` or relay `:4245`.
+//! Connecting to a Webb (or Hubble) Observer: agent `:4244` or relay `:4245`, plaintext or
+//! TLS (Hubble's `--tls*` flags, or a `tls://` server).
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tonic::transport::{Channel, Endpoint};
+use webb_security::ClientTlsArgs;
 
 /// Hubble's default server address.
 pub const DEFAULT_SERVER: &str = "localhost:4245";
 
-/// The endpoint URI for a `--server` value: `host:port`, `http://host:port`; `tls://` is
-/// refused until TLS lands.
-pub fn endpoint_uri(server: &str) -> anyhow::Result<String> {
+/// A `--server` value taken apart: `host:port`, and whether its scheme asks for TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddress {
+    pub host_port: String,
+    pub tls_scheme: bool,
+}
+
+/// Parses `--server`: `host:port`, `http://host:port`, or `tls://host:port` (as Hubble;
+/// `https://` is taken the same way).
+pub fn server_address(server: &str) -> anyhow::Result<ServerAddress> {
     let server = server.trim();
     if server.is_empty() {
         bail!("--server is empty; expected host:port (e.g. {DEFAULT_SERVER})");
     }
-    if server.starts_with("tls://") || server.starts_with("https://") {
-        bail!(
-            "TLS servers ({server}) are not supported yet: TLS comes with the security issue; \
-             use a plain host:port"
-        );
-    }
-    let rest = server.strip_prefix("http://").unwrap_or(server);
+    let (rest, tls_scheme) = if let Some(r) = server
+        .strip_prefix("tls://")
+        .or_else(|| server.strip_prefix("https://"))
+    {
+        (r, true)
+    } else {
+        (server.strip_prefix("http://").unwrap_or(server), false)
+    };
     if rest.contains("://") {
-        bail!("unsupported scheme in --server {server:?}; expected host:port");
+        bail!("unsupported scheme in --server {server:?}; expected host:port or tls://host:port");
     }
-    Ok(format!("http://{rest}"))
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        bail!("no host:port in --server {server:?}");
+    }
+    Ok(ServerAddress {
+        host_port: rest.to_string(),
+        tls_scheme,
+    })
 }
 
-/// Connects (eagerly, so a wrong address fails fast with a clear message). `unix:///path`
-/// reaches an agent over its local socket.
-pub async fn connect(server: &str, timeout: Duration) -> anyhow::Result<Channel> {
+/// Connects (eagerly, so a wrong address or a refused handshake fails fast with a clear
+/// message). `unix:///path` reaches an agent over its local socket.
+pub async fn connect(
+    server: &str,
+    tls: &ClientTlsArgs,
+    timeout: Duration,
+) -> anyhow::Result<Channel> {
     if let Some(path) = server.trim().strip_prefix("unix://") {
         return connect_unix(path, timeout)
             .await
             .with_context(|| format!("failed to connect to {server}"));
     }
-    let uri = endpoint_uri(server)?;
-    let endpoint = Endpoint::from_shared(uri)
-        .with_context(|| format!("invalid --server {server:?}"))?
-        .connect_timeout(timeout);
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("failed to connect to {server}"))
+    let address = server_address(server)?;
+    match tls.client(address.tls_scheme)? {
+        Some(tls) => tls
+            .connect(&address.host_port, timeout)
+            .await
+            .with_context(|| format!("failed to connect to {server}")),
+        None => {
+            let endpoint = Endpoint::from_shared(format!("http://{}", address.host_port))
+                .with_context(|| format!("invalid --server {server:?}"))?
+                .connect_timeout(timeout);
+            endpoint.connect().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to connect to {server}: {}",
+                    webb_security::client::error_chain(&e)
+                )
+            })
+        }
+    }
 }
 
-/// A gRPC error as one line for the user.
+/// A gRPC error as one line for the user; a plaintext client refused by a TLS server gets told
+/// what to do.
 pub fn status_message(status: &tonic::Status) -> String {
-    if status.code() == tonic::Code::Unknown {
+    let text = if status.code() == tonic::Code::Unknown {
         status.message().to_string()
     } else {
         format!("{:?}: {}", status.code(), status.message())
+    };
+    let chain = std::error::Error::source(status)
+        .map(webb_security::client::error_chain)
+        .filter(|c| !text.contains(c.as_str()));
+    let text = match chain {
+        Some(c) => format!("{text}: {c}"),
+        None => text,
+    };
+    if status.code() == tonic::Code::Unavailable
+        && (text.contains("connection closed") || text.contains("frame"))
+    {
+        return format!("{text} (if the server uses TLS: --tls or --server tls://host:port)");
     }
+    text
 }
 
 async fn connect_unix(path: &str, timeout: Duration) -> anyhow::Result<Channel> {
@@ -72,4 +117,22 @@ async fn connect_unix(path: &str, timeout: Duration) -> anyhow::Result<Channel> 
         }))
         .await?;
     Ok(channel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_scheme_asks_for_tls_and_the_rest_is_host_port() {
+        let a = server_address("tls://relay.webb.local:4245").unwrap();
+        assert_eq!(a.host_port, "relay.webb.local:4245");
+        assert!(a.tls_scheme);
+        let b = server_address("http://127.0.0.1:4245").unwrap();
+        assert_eq!(b.host_port, "127.0.0.1:4245");
+        assert!(!b.tls_scheme);
+        assert!(!server_address("localhost:4245").unwrap().tls_scheme);
+        let e = server_address("ftp://x:1").unwrap_err().to_string();
+        assert!(e.contains("unsupported scheme"), "{e}");
+    }
 }

@@ -7,10 +7,12 @@
 //! - [`observe`]: selectors → `GetFlowsRequest`; reading JSON lines with local filtering.
 //! - [`printer`]: compact, dict, table and json output; status and list output.
 //! - [`time`]: `--since`/`--until` parsing and `--time-format` printing.
-//! - [`client`]: connecting to an agent or relay.
+//! - [`client`]: connecting to an agent or relay (plaintext or TLS).
+//! - [`certs`]: `webb certs`, a CA and certificates for TLS and mTLS.
 //! - [`sql`]: `webb sql` through the relay's HTTP API.
 //! - [`viewer`]: `webb tui`, the terminal flow viewer.
 
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod filters;

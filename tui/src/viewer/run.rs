@@ -38,6 +38,7 @@ pub enum SourceEvent {
 pub enum Source {
     Server {
         server: String,
+        tls: webb_security::ClientTlsArgs,
         timeout: Duration,
         request: GetFlowsRequest,
     },
@@ -114,10 +115,11 @@ async fn run_source(source: Source, tx: mpsc::Sender<SourceEvent>, dropped: Arc<
         }
         Source::Server {
             server,
+            tls,
             timeout,
             request,
         } => loop {
-            match stream_once(&server, timeout, request.clone(), &tx, &dropped).await {
+            match stream_once(&server, &tls, timeout, request.clone(), &tx, &dropped).await {
                 Ok(()) => {}
                 Err(e) => {
                     if !send(
@@ -139,12 +141,13 @@ async fn run_source(source: Source, tx: mpsc::Sender<SourceEvent>, dropped: Arc<
 
 async fn stream_once(
     server: &str,
+    tls: &webb_security::ClientTlsArgs,
     timeout: Duration,
     request: GetFlowsRequest,
     tx: &mpsc::Sender<SourceEvent>,
     dropped: &AtomicU64,
 ) -> anyhow::Result<()> {
-    let channel = client::connect(server, timeout).await?;
+    let channel = client::connect(server, tls, timeout).await?;
     let mut stream = ObserverClient::new(channel)
         .get_flows(request)
         .await
