@@ -105,6 +105,10 @@ struct Args {
     /// Other nodes announced by peer.Peer/Notify, as NAME=ADDRESS (repeatable).
     #[arg(long = "peer", value_name = "NAME=ADDRESS", value_parser = parse_peer)]
     peers: Vec<PeerInfo>,
+
+    /// TLS of the Observer API on --listen (the unix socket stays local plaintext).
+    #[command(flatten)]
+    tls: webb_security::ServerTlsArgs,
 }
 
 fn parse_capacity(s: &str) -> Result<usize, String> {
@@ -205,7 +209,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => Arc::new(Endpoints::empty(&node)),
     };
 
-    let metrics = Arc::new(Metrics::new(&node));
+    let refused = webb_security::Counters::new();
+    let tls = args.tls.load(&refused)?;
+    let access = args.tls.access(tls.as_deref(), &refused);
+    let mut metrics = Metrics::new(&node);
+    refused.register(metrics.registry_mut());
+    let metrics = Arc::new(metrics);
     metrics.set_ring_capacity(args.ring_capacity as i64);
     let ring = Arc::new(Ring::new(args.ring_capacity)?);
     let state = Arc::new(Observed::new(&node, ring, metrics.clone()));
@@ -312,8 +321,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         address: advertise_address(&args, &endpoints, &node),
     }];
     peers.extend(args.peers.iter().filter(|p| p.name != node).cloned());
-    let services =
-        Services::node(ObserverService::new(state.clone()), PeerService::new(peers)).await;
+    let services = Services::node(
+        ObserverService::new(state.clone()).with_access(access),
+        PeerService::new(peers),
+    )
+    .await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -325,7 +337,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let tcp = {
         let services = services.clone();
         let stop = stopped(stop_rx.clone());
-        tokio::spawn(async move { services.serve_tcp(listener, stop).await })
+        tokio::spawn(async move {
+            services
+                .serve_listener(listener, tls.as_deref(), stop)
+                .await
+        })
     };
     let unix_path = match &args.unix_socket {
         Some(p) if p.as_os_str().is_empty() => None,

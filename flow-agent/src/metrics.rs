@@ -261,6 +261,11 @@ impl Metrics {
         new_failures
     }
 
+    /// Where other parts add their collectors (the TLS and limit counters of webb-security).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
