@@ -315,12 +315,30 @@ fn located(error: DecodeError, section: Section, offset: usize) -> DnsError {
     }
 }
 
+/// RFC 1035 presentation format as Go's miekg/dns (Cilium's DNS proxy) writes it: lower-case,
+/// a dot after every label, `\c` for the characters that mean something in zone files and
+/// `\DDD` (decimal) for bytes outside printable ASCII; the root is `.`. (hickory's own text
+/// escapes in octal, which nothing else reads.)
 fn presentation(name: &Name) -> String {
-    let mut text = name.to_lowercase().to_ascii();
-    if !text.ends_with('.') {
-        text.push('.');
+    let mut out = String::new();
+    for label in name.iter() {
+        for &b in label {
+            let b = b.to_ascii_lowercase();
+            match b {
+                b'.' | b'\\' | b'"' | b'\'' | b'(' | b')' | b';' | b' ' | b'@' | b'$' => {
+                    out.push('\\');
+                    out.push(char::from(b));
+                }
+                0x21..=0x7e => out.push(char::from(b)),
+                _ => out.push_str(&format!("\\{b:03}")),
+            }
+        }
+        out.push('.');
     }
-    text
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
 }
 
 /// The name Hubble gives an rcode (gopacket's `DNSResponseCode` text, as in the summary
@@ -516,11 +534,48 @@ pub enum EncodeError {
     Encoder(String),
 }
 
+/// The inverse of [`presentation`]: labels split at unescaped dots, `\DDD` and `\c` unescaped.
 fn wire_name(text: &str) -> Result<Name, EncodeError> {
-    Name::from_ascii(text).map_err(|e| EncodeError::Name {
+    let bad = |reason: &str| EncodeError::Name {
         name: text.to_string(),
-        reason: e.to_string(),
-    })
+        reason: reason.to_string(),
+    };
+    let b = text.as_bytes();
+    let mut labels: Vec<Vec<u8>> = vec![Vec::new()];
+    let mut i = 0;
+    while i < b.len() {
+        let current = labels.last_mut().ok_or_else(|| bad("no label"))?;
+        match b[i] {
+            b'\\' => match b.get(i + 1..i + 4) {
+                Some(d) if d.iter().all(u8::is_ascii_digit) => {
+                    let v = d.iter().fold(0u16, |v, c| v * 10 + u16::from(c - b'0'));
+                    current.push(u8::try_from(v).map_err(|_| bad("escape over 255"))?);
+                    i += 4;
+                }
+                _ => {
+                    current.push(*b.get(i + 1).ok_or_else(|| bad("ends in a backslash"))?);
+                    i += 2;
+                }
+            },
+            b'.' => {
+                labels.push(Vec::new());
+                i += 1;
+            }
+            c => {
+                current.push(c);
+                i += 1;
+            }
+        }
+    }
+    if labels.last().is_some_and(Vec::is_empty) {
+        labels.pop();
+    }
+    if text == "." {
+        labels.clear();
+    } else if labels.iter().any(Vec::is_empty) {
+        return Err(bad("empty label"));
+    }
+    Name::from_labels(labels.iter().map(Vec::as_slice)).map_err(|e| bad(&e.to_string()))
 }
 
 /// Fuzz entry: whatever the bytes, parsing returns a message or an error and never panics; a

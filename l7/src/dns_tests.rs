@@ -364,3 +364,13 @@ proptest! {
         prop_assert!(parse_udp(&bytes[..cut]).is_err());
     }
 }
+
+#[test]
+fn odd_bytes_in_labels_are_escaped_as_miekg_writes_them_and_encode_back() {
+    // Labels "a.b" (a dot inside a label) and "X\x0fy", as a query.
+    let mut bytes = QUERY_BYTES[..12].to_vec();
+    bytes.extend([3, b'a', b'.', b'b', 3, b'X', 0x0f, b'y', 0, 0, 1, 0, 1]);
+    let m = parse_udp(&bytes).unwrap();
+    assert_eq!(m.questions[0].name, r"a\.b.x\015y.");
+    assert_eq!(parse_udp(&m.to_udp().unwrap()).unwrap(), m);
+}
