@@ -114,7 +114,9 @@ impl FlowGenerator {
                 f.destination_service = Some(Service { name, namespace });
             }
         }
-        if f.verdict == 2 && i.is_multiple_of(2) {
+        // Drops come on every tenth index (`sample::mixed`); every other one of them carries
+        // the kernel's drop reason and a ring loss record.
+        if f.verdict == 2 && (i / 10).is_multiple_of(2) {
             let node = f.node_name.clone();
             extras::attach(
                 &mut f,
@@ -195,4 +197,30 @@ fn dns(i: usize) -> Flow {
     });
     f.summary = format!("DNS Answer \"198.18.9.{}\" TTL: 30", i % 200 + 1);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel_drop(f: &Flow) -> Option<KernelDropReason> {
+        extras::unpack(f)?.ok()?.kernel_drop
+    }
+
+    #[test]
+    fn half_of_the_drops_carry_a_kernel_drop_reason_and_nothing_else_does() {
+        let g = FlowGenerator::new(200, Timestamp::default(), 1000);
+        let flows = g.batch(0, 1000);
+        let drops: Vec<&Flow> = flows.iter().filter(|f| f.verdict == 2).collect();
+        let with_reason = drops.iter().filter(|f| kernel_drop(f).is_some()).count();
+        assert!(!drops.is_empty());
+        assert_eq!(with_reason, drops.len() / 2, "of {} drops", drops.len());
+        assert!(
+            flows
+                .iter()
+                .filter(|f| f.verdict != 2)
+                .all(|f| f.extensions.is_none()),
+            "only drops carry extras"
+        );
+    }
 }
