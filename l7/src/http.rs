@@ -18,7 +18,7 @@
 //!   response; `101` and a successful `CONNECT` end HTTP on it.
 
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
@@ -113,7 +113,7 @@ impl HttpStats {
 }
 
 /// One connection as seen at one observation point.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct ConnKey {
     node: u64,
     ifindex: u32,
@@ -141,7 +141,8 @@ impl Assembly {
 
 #[derive(Debug, Default)]
 struct Half {
-    assembly: Option<Assembly>,
+    /// Boxed: rare, and it holds a whole `Flow`, which would otherwise be moved on every take.
+    assembly: Option<Box<Assembly>>,
     /// Stream position just past the last head consumed (retransmits start before it).
     next: Option<u32>,
 }
@@ -181,6 +182,8 @@ pub struct HttpStage {
     conns: LruCache<ConnKey, Conn>,
     stats: HttpStats,
     ids: FlowIds,
+    /// Hashes node names into connection keys.
+    node_hasher: lru::DefaultHasher,
 }
 
 impl std::fmt::Debug for HttpStage {
@@ -203,6 +206,7 @@ impl HttpStage {
             conns: LruCache::new(cap),
             stats: HttpStats::default(),
             ids: FlowIds::new(),
+            node_hasher: lru::DefaultHasher::default(),
         }
     }
 
@@ -221,14 +225,16 @@ impl HttpStage {
         if payload.data.is_empty() {
             return;
         }
-        let Some(p) = packet_of(packet) else { return };
+        let Some(p) = packet_of(packet, &self.node_hasher) else {
+            return;
+        };
         self.expire(p.time_ns);
         if !self.conns.contains(&p.key) {
             if payload.continuation {
                 self.stats.orphan_segments += 1;
                 return;
             }
-            if let Some((_, old)) = self.conns.push(p.key.clone(), Conn::default()) {
+            if let Some((_, old)) = self.conns.push(p.key, Conn::default()) {
                 self.stats.evicted_full += 1;
                 self.stats.unanswered_requests += old.pending.len() as u64;
             }
@@ -238,6 +244,7 @@ impl HttpStage {
             conns,
             stats,
             ids,
+            node_hasher: _,
         } = self;
         let Some(conn) = conns.get_mut(&p.key) else {
             return;
@@ -274,7 +281,7 @@ impl HttpStage {
         if !syn {
             return;
         }
-        if let Some(p) = packet_of(packet)
+        if let Some(p) = packet_of(packet, &self.node_hasher)
             && let Some(old) = self.conns.pop(&p.key)
         {
             self.stats.unanswered_requests += old.pending.len() as u64;
@@ -416,12 +423,12 @@ impl Cx<'_> {
                 if data.len() > self.config.max_head_bytes {
                     self.stats.too_large += 1;
                 } else {
-                    conn.halves[p.half].assembly = Some(Assembly {
+                    conn.halves[p.half].assembly = Some(Box::new(Assembly {
                         start: pos,
                         buf: data.to_vec(),
                         ahead: Vec::new(),
                         first: l7_base(packet),
-                    });
+                    }));
                 }
                 false
             }
@@ -475,25 +482,26 @@ impl Cx<'_> {
             self.stats.too_large += 1;
             return false;
         }
+        // Taken out while parsing; put back only if the head is still incomplete.
+        let Some(asm) = conn.halves[p.half].assembly.take() else {
+            return false;
+        };
         let mut storage = slots();
-        let asm_ref = conn.halves[p.half].assembly.as_ref();
-        let Some(asm_ref) = asm_ref else { return false };
-        // The message belongs to the first segment's packet: its time and endpoints.
-        let (buf, first, start) = (asm_ref.buf.clone(), asm_ref.first.clone(), asm_ref.start);
-        match parse(&buf, &mut storage) {
+        match parse(&asm.buf, &mut storage) {
             Outcome::Complete(parsed) => {
-                conn.halves[p.half].assembly = None;
-                let time = first.time.map_or(p.time_ns, |t| t.unix_nanos());
-                self.messages(conn, p, &first, time, start, &buf, parsed)
+                // The message belongs to the first segment's packet: its time and endpoints.
+                let time = asm.first.time.map_or(p.time_ns, |t| t.unix_nanos());
+                self.messages(conn, p, &asm.first, time, asm.start, &asm.buf, parsed)
             }
-            Outcome::Partial => false,
+            Outcome::Partial => {
+                conn.halves[p.half].assembly = Some(asm);
+                false
+            }
             Outcome::NotHttp => {
-                conn.halves[p.half].assembly = None;
                 self.stats.not_http += 1;
                 false
             }
             Outcome::TooManyHeaders => {
-                conn.halves[p.half].assembly = None;
                 self.stats.too_large += 1;
                 false
             }
@@ -534,12 +542,12 @@ impl Cx<'_> {
                 // continuation of this one: start reassembly with what is here.
                 Outcome::Partial => {
                     if rest.len() <= self.config.max_head_bytes {
-                        conn.halves[p.half].assembly = Some(Assembly {
+                        conn.halves[p.half].assembly = Some(Box::new(Assembly {
                             start: pos.wrapping_add(at as u32),
                             buf: rest.to_vec(),
                             ahead: Vec::new(),
                             first: l7_base(packet),
-                        });
+                        }));
                     }
                     return false;
                 }
@@ -628,8 +636,8 @@ impl Cx<'_> {
         flow.time = Some(timestamp(time_ns));
         flow.uuid = self.ids.next();
         flow.is_reply = Some(false.into());
-        flow.trace_context = trace_context(&trace_id);
-        flow.summary = format!("{protocol} {method} {url}");
+        flow.trace_context = trace_context(trace_id.clone());
+        flow.summary = join(&[protocol, " ", method, " ", &url]);
         flow.l7 = Some(Layer7 {
             r#type: L7FlowType::Request as i32,
             latency_ns: 0,
@@ -684,40 +692,50 @@ impl Cx<'_> {
         let protocol = protocol(version);
         let latency_ns = u64::try_from(time_ns - req.time_ns).unwrap_or(0);
 
+        // What the request's method decides, before the method moves into the flow.
+        let success = (200..300).contains(&code);
+        let reply = if code == 101 || (success && req.method.eq_ignore_ascii_case("CONNECT")) {
+            conn.tunneled = true;
+            Reply::Body(Body::Rest)
+        } else if req.close || wants_close(version, headers) {
+            Reply::Close
+        } else {
+            Reply::Body(response_body(code, &req.method, headers))
+        };
+
+        let (mut code_text, mut ms_text) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let summary = join(&[
+            protocol,
+            " ",
+            code_text.format(code),
+            " ",
+            ms_text.format(latency_ns / 1_000_000),
+            "ms (",
+            &req.method,
+            " ",
+            &req.url,
+            ")",
+        ]);
         self.out.push(l7_base(packet));
         let flow = self.out.last_mut()?;
         flow.time = Some(timestamp(time_ns));
         flow.uuid = self.ids.next();
         flow.is_reply = Some(true.into());
         flow.traffic_direction = req.direction;
-        flow.trace_context = trace_context(&req.trace_id);
-        flow.summary = format!(
-            "{protocol} {code} {}ms ({} {})",
-            latency_ns / 1_000_000,
-            req.method,
-            req.url
-        );
+        flow.trace_context = trace_context(req.trace_id);
+        flow.summary = summary;
         flow.l7 = Some(Layer7 {
             r#type: L7FlowType::Response as i32,
             latency_ns,
             record: Some(layer7::Record::Http(Http {
                 code: u32::from(code),
-                method: req.method.clone(),
+                method: req.method,
                 url: req.url,
                 protocol: protocol.to_string(),
                 headers: out_headers(headers, &self.config.redaction),
             })),
         });
-
-        let success = (200..300).contains(&code);
-        if code == 101 || (success && req.method.eq_ignore_ascii_case("CONNECT")) {
-            conn.tunneled = true;
-            return Some(Reply::Body(Body::Rest));
-        }
-        if req.close || wants_close(version, headers) {
-            return Some(Reply::Close);
-        }
-        Some(Reply::Body(response_body(code, &req.method, headers)))
+        Some(reply)
     }
 }
 
@@ -825,6 +843,7 @@ fn protocol(version: u8) -> &'static str {
 
 /// `http://host/path` from the request target and the `Host` header, else the destination.
 fn request_url(target: &str, host: Option<&str>, dst: SocketAddr) -> String {
+    use std::fmt::Write;
     let starts = |p: &str| {
         target
             .as_bytes()
@@ -834,40 +853,49 @@ fn request_url(target: &str, host: Option<&str>, dst: SocketAddr) -> String {
     if starts("http://") || starts("https://") {
         return target.to_string();
     }
-    let authority = match host {
-        Some(h) => h.to_string(),
-        None => dst.to_string(),
-    };
-    if target.starts_with('/') {
-        format!("http://{authority}{target}")
-    } else if target == "*" {
-        format!("http://{authority}")
-    } else {
+    let origin_form = target.starts_with('/');
+    if !origin_form && target != "*" {
         // authority-form (CONNECT host:port)
-        format!("http://{target}")
+        return join(&["http://", target]);
     }
+    let path = if origin_form { target } else { "" };
+    match host {
+        Some(host) => join(&["http://", host, path]),
+        None => {
+            // At most "[v6%scope]:port": the longest socket address is under 64 bytes.
+            let mut url = String::with_capacity(7 + 64 + path.len());
+            url.push_str("http://");
+            let _ = write!(url, "{dst}");
+            url.push_str(path);
+            url
+        }
+    }
+}
+
+/// The concatenation of `parts`, allocated once at its final size.
+fn join(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    parts.iter().for_each(|p| s.push_str(p));
+    s
 }
 
 /// Headers as Hubble lists them: lower-case keys (as Envoy reports them), sorted by key,
 /// values redacted or left out per the settings.
 fn out_headers(headers: &[Header<'_>], redaction: &Redaction) -> Vec<HttpHeader> {
-    let mut out: Vec<HttpHeader> = headers
-        .iter()
-        .filter_map(|h| {
-            let key = h.name.to_ascii_lowercase();
-            let value = redaction.header_value(&key, h.value)?;
-            Some(HttpHeader { key, value })
-        })
-        .collect();
+    // Sized up front: collecting a filter would grow the vector (and copy it) on the way.
+    let mut out = Vec::with_capacity(headers.len());
+    out.extend(headers.iter().filter_map(|h| {
+        let key = h.name.to_ascii_lowercase();
+        let value = redaction.header_value(&key, h.value)?;
+        Some(HttpHeader { key, value })
+    }));
     out.sort_by(|x, y| x.key.cmp(&y.key));
     out
 }
 
-fn trace_context(trace_id: &Option<String>) -> Option<TraceContext> {
-    trace_id.as_ref().map(|id| TraceContext {
-        parent: Some(TraceParent {
-            trace_id: id.clone(),
-        }),
+fn trace_context(trace_id: Option<String>) -> Option<TraceContext> {
+    trace_id.map(|trace_id| TraceContext {
+        parent: Some(TraceParent { trace_id }),
     })
 }
 
@@ -910,7 +938,7 @@ pub(crate) fn l7_base(packet: &Flow) -> Flow {
     }
 }
 
-fn packet_of(flow: &Flow) -> Option<Packet> {
+fn packet_of(flow: &Flow, node_hasher: &impl BuildHasher) -> Option<Packet> {
     if flow.verdict != Verdict::Forwarded as i32 {
         return None;
     }
@@ -930,8 +958,6 @@ fn packet_of(flow: &Flow) -> Option<Packet> {
     }
     let src = SocketAddr::new(src_ip, sp);
     let dst = SocketAddr::new(dst_ip, dp);
-    let mut h = std::hash::DefaultHasher::new();
-    flow.node_name.hash(&mut h);
     let (a, b, half) = if src <= dst {
         (src, dst, 0)
     } else {
@@ -939,7 +965,7 @@ fn packet_of(flow: &Flow) -> Option<Packet> {
     };
     Some(Packet {
         key: ConnKey {
-            node: h.finish(),
+            node: node_hasher.hash_one(&flow.node_name),
             ifindex: flow.interface.as_ref().map_or(0, |i| i.index),
             a,
             b,
