@@ -255,7 +255,12 @@ impl FlowStore {
     /// A session with table `flows` registered (no limits; see [`FlowStore::sql`] for
     /// untrusted queries).
     pub fn session(&self) -> DfResult<SessionContext> {
-        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+        self.session_with(SessionConfig::new())
+    }
+
+    /// [`session`](Self::session) with other DataFusion settings.
+    pub(crate) fn session_with(&self, config: SessionConfig) -> DfResult<SessionContext> {
+        let ctx = SessionContext::new_with_config(config.with_target_partitions(2));
         ctx.register_table(TABLE, Arc::new(self.table()))?;
         Ok(ctx)
     }
