@@ -51,6 +51,19 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
     println!("bench targets: {}", listed.join(", "));
 
     let mut bench = cmd::cargo();
+    // flow-store's relay_rss bench measures the real relay's memory under load: it runs the
+    // `webb-relay` binary, which no bench target depends on, so it is built here in the same
+    // profile.
+    if targets
+        .iter()
+        .any(|t| t.package == "flow-store" && t.name == "relay_rss")
+    {
+        cmd::run(cmd::cargo().args(["build", "--release", "-p", "relay", "--bin", "webb-relay"]))?;
+        bench.env(
+            "WEBB_RELAY_BIN",
+            cmd::target_dir()?.join("release").join("webb-relay"),
+        );
+    }
     bench.arg("bench");
     if args.packages.is_empty() {
         bench.arg("--workspace");
@@ -73,10 +86,14 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
         bench.arg(filter);
     }
     let mut results: Vec<(String, String)> = Vec::new();
+    let mut goals: Vec<String> = Vec::new();
     let mut previous = String::new();
     let ok = cmd::run_teed(&mut bench, |line| {
         if let Some(result) = parse_criterion_time(line, &previous) {
             results.push(result);
+        }
+        if is_goal_line(line) {
+            goals.push(line.trim().to_string());
         }
         if !line.trim().is_empty() {
             previous = line.to_string();
@@ -89,6 +106,12 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
     let width = results.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     for (name, median) in &results {
         println!("  {name:width$}  {median}");
+    }
+    if !goals.is_empty() {
+        println!("\nagainst the issues' goals (as the benches printed them):");
+        for line in &goals {
+            println!("  {line}");
+        }
     }
     println!(
         "xtask bench: {} benchmarks in {} bench targets, {} in {}",
@@ -131,6 +154,11 @@ fn bench_targets(only: &[String]) -> Result<Vec<BenchTarget>> {
     Ok(out)
 }
 
+/// A bench's line comparing a measurement with a goal: `… -> 0.42x of goal, met`.
+fn is_goal_line(line: &str) -> bool {
+    line.contains("x of goal")
+}
+
 /// Criterion prints `name  time:   [low median high]`, with the name on the line before when it
 /// is long. Returns (name, median).
 fn parse_criterion_time(line: &str, previous: &str) -> Option<(String, String)> {
@@ -158,6 +186,14 @@ mod tests {
             parse_criterion_time(line, ""),
             Some(("filter/3-field".into(), "12.405 ns".into()))
         );
+    }
+
+    #[test]
+    fn lines_measured_against_a_goal_are_collected() {
+        assert!(is_goal_line(
+            "24h service map: p50 812.0 ms, p90 900.1 ms (12 nodes; 5 runs); goal p90 <= 1000 ms -> 0.90x of goal, met"
+        ));
+        assert!(!is_goal_line("bench targets: flow-store/store"));
     }
 
     #[test]
