@@ -275,7 +275,8 @@ impl ClientTls {
         use rustls::{AlertDescription as A, CertificateError as C, Error as E};
         let f = self.flags;
         match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            Some(E::InvalidCertificate(C::UnknownIssuer)) => format!(
+            // BadSignature: an issuer of the same name (another "Webb CA"), but not the one.
+            Some(E::InvalidCertificate(C::UnknownIssuer | C::BadSignature)) => format!(
                 " (the server's certificate is not signed by a CA of {})",
                 f.ca
             ),

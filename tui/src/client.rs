@@ -92,10 +92,22 @@ pub fn status_message(status: &tonic::Status) -> String {
         Some(c) => format!("{text}: {c}"),
         None => text,
     };
-    if status.code() == tonic::Code::Unavailable
-        && (text.contains("connection closed") || text.contains("frame"))
+    let dropped = [
+        "connection closed",
+        "broken pipe",
+        "connection error",
+        "frame",
+    ];
+    if matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+    ) && dropped.iter().any(|d| text.contains(d))
     {
-        return format!("{text} (if the server uses TLS: --tls or --server tls://host:port)");
+        return format!(
+            "{text} (the server closed the connection: a TLS server refuses plaintext clients \
+             (--tls or --server tls://host:port) and, with mTLS, clients without \
+             --tls-client-cert-file; its log says which)"
+        );
     }
     text
 }
