@@ -19,6 +19,7 @@ use flow_agent::decode::{Decoder, FlowIds, Interfaces, WallClock};
 use flow_agent::endpoints::{Endpoints, EndpointsFile};
 use flow_agent::metrics::{DatapathTotals, Metrics};
 use flow_agent::pipeline::{self, NodeView, PendingLoss};
+use flow_agent::policy::status::PolicyStatus;
 use flow_agent::policy::{self, PolicyEngine, PolicyFiles, PolicyView};
 use flow_observer::ring::{self, Ring};
 use flow_observer::{Observed, ObserverService, PeerInfo, PeerService, Services};
@@ -268,6 +269,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         policy: Arc::new(PolicyView::default()),
     });
     let mut engine = PolicyEngine::new();
+    // What `webb status` shows: the revision in force and the last rejected load.
+    let policy_status = Arc::new(PolicyStatus::new(&node, args.policy.as_deref()));
     let mut policy_files = args.policy.as_ref().map(PolicyFiles::new);
     let initial = match policy_files.as_mut().and_then(PolicyFiles::poll) {
         Some(Ok(p)) => {
@@ -286,6 +289,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &metrics,
     )
     .context("cannot put the policy into force")?;
+    policy_status.in_force(dp.policy_revision(), engine.policies().len());
     let mut wanted = wanted_interfaces(&args, &endpoints);
     for ifname in &wanted {
         attach(&mut dp, ifname, &args);
@@ -322,7 +326,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }];
     peers.extend(args.peers.iter().filter(|p| p.name != node).cloned());
     let services = Services::node(
-        ObserverService::new(state.clone()).with_access(access),
+        ObserverService::new(state.clone())
+            .with_access(access)
+            .with_status_extras(policy_status.clone()),
         PeerService::new(peers),
     )
     .await;
@@ -432,6 +438,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     ) {
                         Ok(()) => {
                             metrics.policy_reload(true);
+                            policy_status.loaded();
                             tracing::info!(
                                 policies = n,
                                 revision = dp.policy_revision(),
@@ -440,16 +447,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         }
                         Err(e) => {
                             metrics.policy_reload(false);
+                            policy_status.rejected(None, &format!("{e:#}"));
                             tracing::error!("{e:#}; keeping the policy in force");
                         }
                     }
                 }
                 Err(e) => {
                     metrics.policy_reload(false);
+                    policy_status.rejected(Some(&e), &e.to_string());
                     tracing::error!("{e}; keeping the policy in force");
                 }
             }
         }
+        policy_status.in_force(dp.policy_revision(), engine.policies().len());
         let report = dp.rescan();
         for a in &report.attached {
             tracing::info!(interface = %a.ifname, ifindex = a.ifindex, tcx = a.tcx, "attached");

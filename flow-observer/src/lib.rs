@@ -7,7 +7,7 @@
 //! - [`fieldmask`] — `GetFlowsRequest.field_mask`.
 //! - [`observer`] — the shared state ([`Observed`]) and the gRPC service ([`ObserverService`]),
 //!   with hooks for what differs between servers ([`ObserverMetrics`], [`NodesSource`],
-//!   [`VersionHeader`]).
+//!   [`VersionHeader`], [`StatusExtrasSource`]).
 //! - [`peer`] — `peer.Peer/Notify` over a static peer list.
 //! - [`serve`] — Observer + Peer + gRPC health on TCP or a unix socket.
 
@@ -21,8 +21,8 @@ pub mod stored;
 
 pub use fieldmask::{FlowMask, MaskError};
 pub use observer::{
-    History, HistoryRequest, NodeCounts, NodesSource, Observed, ObserverMetrics, ObserverService,
-    VERSION, VersionHeader, stage,
+    History, HistoryRequest, NodeCounts, NodeStatus, NodesSource, Observed, ObserverMetrics,
+    ObserverService, StatusExtrasSource, VERSION, VersionHeader, stage,
 };
 pub use peer::{PeerInfo, PeerService};
 pub use query::FlowQuery;

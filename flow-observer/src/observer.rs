@@ -24,7 +24,7 @@ use webb_proto::observer::{
     get_flows_response::ResponseTypes,
 };
 use webb_proto::relay::NodeStatusEvent;
-use webb_proto::webb_v1::FlowExtras;
+use webb_proto::webb_v1::{FlowExtras, StatusExtras};
 use webb_security::{Access, Refusal};
 
 use crate::query::FlowQuery;
@@ -105,11 +105,26 @@ pub trait NodesSource: Send + Sync + std::fmt::Debug + 'static {
         Vec::new()
     }
     /// The `ServerStatus` of every connected node, added to the relay's own in its
-    /// `ServerStatus` answer (see [`add_node_statuses`]). Nodes that do not answer in time are
-    /// left out; by default there are none.
-    async fn node_statuses(&self) -> Vec<ServerStatusResponse> {
+    /// `ServerStatus` answer (see [`add_node_statuses`]), with the node's Webb extras (its
+    /// policy state), passed on in the relay's. Nodes that do not answer in time are left out;
+    /// by default there are none.
+    async fn node_statuses(&self) -> Vec<NodeStatus> {
         Vec::new()
     }
+}
+
+/// One node's `ServerStatus` answer as a relay gathers it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeStatus {
+    pub status: ServerStatusResponse,
+    /// Its `webb-status-bin` header (empty from a Hubble node).
+    pub extras: StatusExtras,
+}
+
+/// Webb's state beside a `ServerStatus` answer (`webb.v1.StatusExtras` in the
+/// `webb-status-bin` header): an agent's policy in force and its last rejected load.
+pub trait StatusExtrasSource: Send + Sync + std::fmt::Debug + 'static {
+    fn status_extras(&self) -> StatusExtras;
 }
 
 /// Adds the nodes' counts to a relay's own status as Hubble's relay sums them: `num_flows`,
@@ -318,6 +333,7 @@ pub struct ObserverService {
     version_header: VersionHeader,
     nodes: Option<Arc<dyn NodesSource>>,
     history: Option<Arc<dyn History>>,
+    status_extras: Option<Arc<dyn StatusExtrasSource>>,
     /// Payload trust and the per-client stream bound (webb-security).
     access: Access,
 }
@@ -330,6 +346,7 @@ impl ObserverService {
             version_header: VersionHeader::Server,
             nodes: None,
             history: None,
+            status_extras: None,
             access: Access::default(),
         }
     }
@@ -354,6 +371,12 @@ impl ObserverService {
     /// Reads flows older than the ring from `history`.
     pub fn with_history(mut self, history: Arc<dyn History>) -> Self {
         self.history = Some(history);
+        self
+    }
+
+    /// Adds `source`'s extras to every `ServerStatus` answer (in the `webb-status-bin` header).
+    pub fn with_status_extras(mut self, source: Arc<dyn StatusExtrasSource>) -> Self {
+        self.status_extras = Some(source);
         self
     }
 
@@ -386,11 +409,28 @@ impl ObserverService {
     /// The `ServerStatus` answer: this server's own ring, plus, on a relay, every connected
     /// node's counts ([`add_node_statuses`]).
     pub async fn cluster_status(&self) -> ServerStatusResponse {
+        self.cluster_status_with_extras().await.0
+    }
+
+    /// [`Self::cluster_status`] and Webb's extras beside it: this server's own (an agent's
+    /// policy state) and, on a relay, every node's that answered.
+    pub async fn cluster_status_with_extras(&self) -> (ServerStatusResponse, StatusExtras) {
         let mut out = self.status();
+        let mut extras = self
+            .status_extras
+            .as_ref()
+            .map(|s| s.status_extras())
+            .unwrap_or_default();
         if let Some(nodes) = &self.nodes {
-            add_node_statuses(&mut out, &nodes.node_statuses().await);
+            let statuses = nodes.node_statuses().await;
+            let counts: Vec<ServerStatusResponse> =
+                statuses.iter().map(|n| n.status.clone()).collect();
+            add_node_statuses(&mut out, &counts);
+            for n in statuses {
+                extras.policy.extend(n.extras.policy);
+            }
         }
-        out
+        (out, extras)
     }
 
     /// This server's own counts (its ring) and, on a relay, the node counts.
@@ -676,6 +716,9 @@ impl Observer for ObserverService {
         &self,
         _request: Request<ServerStatusRequest>,
     ) -> Result<Response<ServerStatusResponse>, Status> {
-        Ok(self.versioned(Response::new(self.cluster_status().await)))
+        let (status, extras) = self.cluster_status_with_extras().await;
+        let mut resp = self.versioned(Response::new(status));
+        webb_proto::status::insert(resp.metadata_mut(), &extras);
+        Ok(resp)
     }
 }

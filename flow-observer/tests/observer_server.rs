@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use flow_observer::{
     NodeCounts, NodesSource, Observed, ObserverMetrics, ObserverService, PeerInfo, PeerService,
-    Ring, Services, VersionHeader, stage,
+    Ring, Services, StatusExtrasSource, VersionHeader, stage,
 };
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -25,7 +25,9 @@ use webb_proto::observer::{
 use webb_proto::peer::peer_client::PeerClient;
 use webb_proto::peer::{ChangeNotificationType, NotifyRequest};
 use webb_proto::relay::{NodeState, NodeStatusEvent};
-use webb_proto::webb_v1::{CapturedPayload, FlowExtras, FlowsRequestOptions};
+use webb_proto::webb_v1::{
+    CapturedPayload, FlowExtras, FlowsRequestOptions, NodePolicyStatus, StatusExtras,
+};
 
 const BASE_NS: u64 = 1_790_000_000_000_000_000;
 const STEP_NS: u64 = 1_000_000_000;
@@ -494,6 +496,10 @@ async fn server_status_reports_ring_and_counters_with_the_version_header() {
         env!("CARGO_PKG_VERSION")
     );
     assert!(resp.metadata().get("hubble-relay-version").is_none());
+    assert!(
+        webb_proto::status::read(resp.metadata()).is_none(),
+        "no Webb extras without a source"
+    );
     let st = resp.into_inner();
     assert_eq!(st.num_flows, 15);
     assert_eq!(st.max_flows, 15);
@@ -754,6 +760,84 @@ async fn a_relay_configures_version_header_nodes_and_status_preamble() {
         ids([2]),
         "the preamble does not count against number"
     );
+}
+
+/// An agent's policy state, as `webb-agent` reports it.
+#[derive(Debug)]
+struct PolicyOf(&'static str, u32);
+
+impl flow_observer::StatusExtrasSource for PolicyOf {
+    fn status_extras(&self) -> StatusExtras {
+        StatusExtras {
+            policy: vec![NodePolicyStatus {
+                node: self.0.into(),
+                revision: self.1,
+                ..Default::default()
+            }],
+        }
+    }
+}
+
+/// Two connected nodes that answered with their own extras.
+#[derive(Debug)]
+struct NodesWithPolicy;
+
+#[tonic::async_trait]
+impl NodesSource for NodesWithPolicy {
+    async fn nodes(&self) -> Result<Vec<Node>, tonic::Status> {
+        Ok(vec![])
+    }
+
+    fn counts(&self) -> NodeCounts {
+        NodeCounts {
+            connected: 2,
+            ..Default::default()
+        }
+    }
+
+    async fn node_statuses(&self) -> Vec<flow_observer::NodeStatus> {
+        [("vn1", 4), ("vn2", 9)]
+            .into_iter()
+            .map(|(node, revision)| flow_observer::NodeStatus {
+                status: webb_proto::observer::ServerStatusResponse {
+                    num_flows: 10,
+                    ..Default::default()
+                },
+                extras: PolicyOf(node, revision).status_extras(),
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn status_extras_ride_in_a_header_and_a_relay_passes_on_every_nodes() {
+    let mut agent = start_with(15, 3, |o| {
+        o.with_status_extras(Arc::new(PolicyOf("vn1", 4)))
+    })
+    .await;
+    let resp = agent
+        .client
+        .server_status(ServerStatusRequest {})
+        .await
+        .unwrap();
+    let extras = webb_proto::status::read(resp.metadata()).unwrap().unwrap();
+    assert_eq!(extras, PolicyOf("vn1", 4).status_extras());
+    assert_eq!(resp.into_inner().num_flows, 3, "Hubble's answer unchanged");
+
+    let mut relay = start_with(15, 3, |o| o.with_nodes(Arc::new(NodesWithPolicy))).await;
+    let resp = relay
+        .client
+        .server_status(ServerStatusRequest {})
+        .await
+        .unwrap();
+    let extras = webb_proto::status::read(resp.metadata()).unwrap().unwrap();
+    let nodes: Vec<(&str, u32)> = extras
+        .policy
+        .iter()
+        .map(|p| (p.node.as_str(), p.revision))
+        .collect();
+    assert_eq!(nodes, [("vn1", 4), ("vn2", 9)]);
+    assert_eq!(resp.into_inner().num_flows, 23, "the nodes' counts summed");
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! - [`flow`], [`observer`], [`peer`], [`relay`]: Hubble's packages (same names, numbers and
 //!   types), with tonic clients and servers for `observer.Observer` and `peer.Peer`.
 //! - [`webb_v1`]: Webb's own messages, carried in `Flow.extensions` / `GetFlowsRequest.extensions`
-//!   (see [`extras`] and [`options`]).
+//!   (see [`extras`] and [`options`]) and beside `ServerStatus` answers (see [`status`]).
 //! - [`json`]: protojson exactly as `hubble observe -o json` prints it, both directions.
 //! - [`health`]: the standard gRPC health service every Webb server registers.
 //! - [`wkt`]: `Timestamp`, `Any` and `FieldMask` with Go-identical protojson (other well-known
@@ -17,6 +17,7 @@ mod json_enum;
 mod json_number;
 pub mod options;
 pub mod sample;
+pub mod status;
 pub mod wkt;
 
 pub use pbjson_types;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use flow_observer::{
-    Health, History, HistoryRequest, NodeCounts, NodesSource, Observed, ObserverMetrics,
-    ObserverService, Ring, Services, VersionHeader,
+    Health, History, HistoryRequest, NodeCounts, NodeStatus, NodesSource, Observed,
+    ObserverMetrics, ObserverService, Ring, Services, VersionHeader,
 };
 use futures::stream::BoxStream;
 use tokio::task::JoinHandle;
@@ -399,7 +399,7 @@ impl NodesSource for PoolNodes {
             };
             // Like Hubble's relay, the numbers come from each connected peer's own status.
             if connected(&info)
-                && let Ok(Ok(s)) =
+                && let Ok(Ok(NodeStatus { status: s, .. })) =
                     tokio::time::timeout(PEER_STATUS_TIMEOUT, peer_status(tls, &info.address)).await
             {
                 node.version = s.version;
@@ -430,7 +430,7 @@ impl NodesSource for PoolNodes {
 
     /// Like Hubble's relay, every connected peer is asked for its own status (in parallel,
     /// each within `PEER_STATUS_TIMEOUT`); one that does not answer is left out of the sums.
-    async fn node_statuses(&self) -> Vec<webb_proto::observer::ServerStatusResponse> {
+    async fn node_statuses(&self) -> Vec<NodeStatus> {
         let tls = self.tls.as_ref();
         let asks = pool_nodes(&self.pipeline)
             .into_iter()
@@ -468,16 +468,26 @@ impl NodesSource for PoolNodes {
     }
 }
 
+/// A peer's status and, from a Webb agent, its extras (policy state), passed on in ours.
 async fn peer_status(
     tls: Option<&webb_security::ClientTls>,
     address: &str,
-) -> anyhow::Result<webb_proto::observer::ServerStatusResponse> {
+) -> anyhow::Result<NodeStatus> {
     let channel = crate::peers::agent_channel(tls, address, PEER_STATUS_TIMEOUT).await?;
     let mut client = ObserverClient::new(channel);
-    Ok(client
-        .server_status(ServerStatusRequest {})
-        .await?
-        .into_inner())
+    let reply = client.server_status(ServerStatusRequest {}).await?;
+    let extras = match webb_proto::status::read(reply.metadata()) {
+        Some(Ok(extras)) => extras,
+        Some(Err(e)) => {
+            tracing::debug!(peer = %address, error = %e, "the peer's status extras do not decode");
+            Default::default()
+        }
+        None => Default::default(),
+    };
+    Ok(NodeStatus {
+        status: reply.into_inner(),
+        extras,
+    })
 }
 
 /// A running relay: pipeline, ring, Observer/health services and the loss reporter.

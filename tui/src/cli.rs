@@ -21,7 +21,8 @@ use crate::client::{self, DEFAULT_SERVER};
 use crate::flags::{FilterArgs, filter_lists_from_matches};
 use crate::observe::{Selectors, build_request, parse_raw_filters, raw_filters_yaml, read_local};
 use crate::printer::{
-    Format, PrintOptions, Printer, write_namespaces, write_nodes, write_server_status,
+    Format, PrintOptions, Printer, write_namespaces, write_nodes, write_policy_status,
+    write_server_status,
 };
 use crate::time::TimeFormat;
 
@@ -585,7 +586,7 @@ async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<()> {
     if !serving {
         bail!("not healthy");
     }
-    let status = ObserverClient::new(channel)
+    let reply = ObserverClient::new(channel)
         .server_status(ServerStatusRequest::default())
         .await
         .map_err(|s| {
@@ -593,9 +594,17 @@ async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<()> {
                 "failed to get server status: {}",
                 client::status_message(&s)
             )
-        })?
-        .into_inner();
-    write_server_status(&mut out, format, &status)?;
+        })?;
+    // Webb's servers add their policy state in a header Hubble's servers do not send.
+    let extras = webb_proto::status::read(reply.metadata());
+    write_server_status(&mut out, format, reply.get_ref())?;
+    match extras {
+        Some(Ok(extras)) => write_policy_status(&mut out, format, &extras)?,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "the server's webb-status-bin header does not decode")
+        }
+        None => {}
+    }
     Ok(())
 }
 

@@ -34,6 +34,7 @@ use webb_proto::observer::{
     get_flows_response::ResponseTypes,
 };
 use webb_proto::relay::NodeState;
+use webb_proto::webb_v1::{NodePolicyStatus, StatusExtras};
 
 use crate::filters::{TRACE_POINTS, reserved_identity_name};
 use crate::time::{TimeFormat, go_duration};
@@ -901,6 +902,91 @@ pub fn write_server_status(
         Format::Json => {
             let line = crate::json::to_line(res).map_err(io::Error::other)?;
             writeln!(out, "{line}")
+        }
+    }
+}
+
+/// The policy part of `webb status` (Webb's `StatusExtras`, after Hubble's lines): each node's
+/// revision in force and, while its policy files are rejected, the error naming file, document,
+/// line and field. JSON output stays Hubble's one `ServerStatusResponse` and prints nothing here.
+pub fn write_policy_status(
+    out: &mut impl Write,
+    format: Format,
+    extras: &StatusExtras,
+) -> io::Result<()> {
+    let mut nodes: Vec<&NodePolicyStatus> = extras
+        .policy
+        .iter()
+        .filter(|p| !p.source.is_empty() || p.revision > 0 || p.error.is_some())
+        .collect();
+    nodes.sort_by(|a, b| a.node.cmp(&b.node));
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let esc = |s: &str| escape_terminal(s).into_owned();
+    match format {
+        Format::Json => Ok(()),
+        Format::Table => {
+            let mut rows = vec![
+                [
+                    "NODE",
+                    "POLICY REVISION",
+                    "POLICIES",
+                    "SOURCE",
+                    "REJECTED LOADS",
+                    "ERROR",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ];
+            for p in nodes {
+                rows.push(vec![
+                    esc(&p.node),
+                    p.revision.to_string(),
+                    p.policies.to_string(),
+                    esc(&p.source),
+                    p.rejected.to_string(),
+                    p.error.as_ref().map_or(String::new(), |e| esc(&e.message)),
+                ]);
+            }
+            write_table(out, &rows)
+        }
+        Format::Compact | Format::Dict => {
+            for p in nodes {
+                writeln!(
+                    out,
+                    "Policy ({}): revision {} in force, {} {} from {}",
+                    esc(&p.node),
+                    p.revision,
+                    p.policies,
+                    if p.policies == 1 {
+                        "policy"
+                    } else {
+                        "policies"
+                    },
+                    esc(&p.source)
+                )?;
+                if let Some(e) = &p.error {
+                    writeln!(
+                        out,
+                        "  REJECTED: the last load failed ({} since start); the revision above stays in force:\n    {}",
+                        p.rejected,
+                        esc(&e.message)
+                    )?;
+                    let mut at = vec![format!("file {}", esc(&e.file))];
+                    if e.document > 0 {
+                        at.push(format!("document {}", e.document));
+                    }
+                    if e.line > 0 {
+                        at.push(format!("line {}", e.line));
+                    }
+                    if !e.field.is_empty() {
+                        at.push(format!("field {}", esc(&e.field)));
+                    }
+                    writeln!(out, "    at {}", at.join(", "))?;
+                }
+            }
+            Ok(())
         }
     }
 }

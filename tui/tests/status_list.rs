@@ -161,3 +161,64 @@ fn namespaces_are_listed_with_cluster_in_wide() {
         "NAMESPACE   CLUSTER\nstore       default\ntools       default\n"
     );
 }
+
+fn policy_extras(error: bool) -> webb_proto::webb_v1::StatusExtras {
+    use webb_proto::webb_v1::{NodePolicyStatus, PolicyLoadError, StatusExtras};
+    StatusExtras {
+        policy: vec![
+            NodePolicyStatus {
+                node: "vn2".into(),
+                source: "/etc/webb/policy".into(),
+                revision: 7,
+                policies: 3,
+                error: error.then(|| PolicyLoadError {
+                    file: "/etc/webb/policy/shop.yaml".into(),
+                    document: 2,
+                    line: 14,
+                    field: "spec.ingress[0].toPorts[0].ports[0].endPort".into(),
+                    message: "/etc/webb/policy/shop.yaml:14: document 2 (CiliumNetworkPolicy shop/web): spec.ingress[0].toPorts[0].ports[0].endPort: 70000 is not a port".into(),
+                    time: None,
+                }),
+                rejected: u64::from(error),
+                applied: None,
+            },
+            // An agent without --policy says nothing about policy.
+            NodePolicyStatus {
+                node: "vn1".into(),
+                ..Default::default()
+            },
+        ],
+    }
+}
+
+fn policy_status(format: Format, error: bool) -> String {
+    let mut out = Vec::new();
+    tui::printer::write_policy_status(&mut out, format, &policy_extras(error)).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn status_shows_the_policy_revision_in_force_and_a_rejected_load_with_file_line_and_field() {
+    assert_eq!(
+        policy_status(Format::Compact, false),
+        "Policy (vn2): revision 7 in force, 3 policies from /etc/webb/policy\n"
+    );
+    assert_eq!(
+        policy_status(Format::Compact, true),
+        "Policy (vn2): revision 7 in force, 3 policies from /etc/webb/policy\n  \
+         REJECTED: the last load failed (1 since start); the revision above stays in force:\n    \
+         /etc/webb/policy/shop.yaml:14: document 2 (CiliumNetworkPolicy shop/web): \
+         spec.ingress[0].toPorts[0].ports[0].endPort: 70000 is not a port\n    \
+         at file /etc/webb/policy/shop.yaml, document 2, line 14, field \
+         spec.ingress[0].toPorts[0].ports[0].endPort\n"
+    );
+    let table = policy_status(Format::Table, true);
+    assert!(
+        table.starts_with("NODE   POLICY REVISION   POLICIES   SOURCE"),
+        "{table}"
+    );
+    assert!(table.contains("vn2    7 "), "{table}");
+    assert!(table.contains("70000 is not a port"), "{table}");
+    // JSON stays Hubble's single ServerStatusResponse.
+    assert_eq!(policy_status(Format::Json, true), "");
+}

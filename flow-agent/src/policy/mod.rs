@@ -19,6 +19,7 @@
 
 pub mod compile;
 mod spec;
+pub mod status;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
