@@ -187,6 +187,59 @@ impl Lab {
         .unwrap()
     }
 
+    /// The agent's Prometheus text, read inside the node namespace.
+    fn metrics(&self) -> String {
+        let path = netns_path(&self.ns("n"));
+        std::thread::spawn(move || {
+            let _g = NetnsGuard::enter(Some(&path)).unwrap();
+            let mut s = TcpStream::connect_timeout(
+                &"127.0.0.1:9962".parse().unwrap(),
+                Duration::from_secs(2),
+            )
+            .expect("agent metrics");
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Connects from pod `which` using source port `sport`: whether the connection opened
+    /// within `wait` (a dropped SYN times out). Two bytes are exchanged when it opens.
+    fn connect_from(&self, which: &str, sport: u16, dst: &str, wait: Duration) -> bool {
+        let dst: SocketAddr = dst.parse().unwrap();
+        let path = netns_path(&self.ns(which));
+        std::thread::spawn(move || {
+            let _g = NetnsGuard::enter(Some(&path)).unwrap();
+            // The socket is created here, so it lives in the pod's namespace.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let sock = tokio::net::TcpSocket::new_v4().unwrap();
+                sock.set_reuseaddr(true).unwrap();
+                sock.bind(SocketAddr::from(([0, 0, 0, 0], sport))).unwrap();
+                let Ok(Ok(mut c)) = tokio::time::timeout(wait, sock.connect(dst)).await else {
+                    return false;
+                };
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 2];
+                // The echo may fail if the policy flips under this connection; only the
+                // opening is the outcome.
+                let _ = c.write_all(b"hi").await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), c.read_exact(&mut buf)).await;
+                true
+            })
+        })
+        .join()
+        .unwrap()
+    }
+
     async fn start_agent(&mut self, policy: &Path, mode: &str) -> ObserverClient<Channel> {
         let eps = self.dir.join("endpoints.yaml");
         std::fs::write(&eps, ENDPOINTS).unwrap();
@@ -205,7 +258,8 @@ impl Lab {
             .args(["--policy-mode", mode])
             .args(["--listen", "127.0.0.1:4244", "--unix-socket"])
             .arg(&sock)
-            .args(["--metrics-listen", ""])
+            // The node namespace's own loopback: no clash between tests.
+            .args(["--metrics-listen", "127.0.0.1:9962"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -619,71 +673,282 @@ async fn audit_mode_lets_denied_connections_through_and_marks_them_audit() {
     assert!(ok, "AUDIT verdicts with their policies");
 }
 
-fn allow_9003(name: &str) -> String {
-    format!(
-        r#"
+/// Replaces the policy file in one step (write aside, rename), so the agent never reads a
+/// half-written file.
+fn replace_file(path: &Path, text: &str) {
+    let aside = path.with_extension("next");
+    std::fs::write(&aside, text).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+const ALLOW_9003: &str = r#"
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
-metadata: {{name: {name}, namespace: shop}}
+metadata: {name: allow-9003, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: server}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: tools}}]
+      toPorts: [{ports: [{port: "9003", protocol: TCP}]}]
+"#;
+
+/// The same allow, and an explicit deny of the port that beats it.
+fn deny_9003() -> String {
+    format!(
+        r#"{ALLOW_9003}---
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {{name: deny-9003}}
 spec:
   endpointSelector: {{matchLabels: {{app: server}}}}
-  ingress:
-    - fromEndpoints: [{{matchLabels: {{k8s:io.kubernetes.pod.namespace: tools}}}}]
+  ingressDeny:
+    - fromEntities: [all]
       toPorts: [{{ports: [{{port: "9003", protocol: TCP}}]}}]
 "#
     )
 }
 
+/// Policy verdict flows by the client's source port.
+fn verdicts_by_port<'a>(flows: &'a [Flow], src: &str, dst: &str) -> Vec<(u16, &'a Flow)> {
+    verdicts(flows, src, dst)
+        .into_iter()
+        .filter_map(|f| match f.l4.as_ref()?.protocol.as_ref()? {
+            Protocol::Tcp(t) => Some((t.source_port as u16, f)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The kernel's verdict is one of the two policies': forwarded by the allow, or dropped by the
+/// explicit deny — never a default deny, never a verdict no policy names.
+fn verdict_of_either(f: &Flow) -> Option<bool> {
+    let allowed = f.verdict == Verdict::Forwarded as i32
+        && names(&f.ingress_allowed_by) == ["allow-9003"]
+        && f.ingress_denied_by.is_empty();
+    let denied = f.verdict == Verdict::Dropped as i32
+        && names(&f.ingress_denied_by) == ["deny-9003"]
+        && f.drop_reason_desc == DropReason::PolicyDeny as i32;
+    match (allowed, denied) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_under_continuous_traffic_never_yields_a_verdict_of_neither_policy() {
+async fn a_reload_from_allow_to_deny_under_continuous_traffic_flips_the_verdict_atomically() {
     let mut lab = Lab::build("r");
     lab.serve("b", &["198.18.2.2:9003"]);
     let policy = lab.dir.join("policy.yaml");
-    std::fs::write(&policy, allow_9003("old")).unwrap();
+    replace_file(&policy, ALLOW_9003);
     let mut client = lab.start_agent(&policy, "enforce").await;
 
-    // Bounded: three swaps of the policy file ~1.5 s apart (the agent polls it every second),
-    // at most 1000 connections or 15 s, paced so the flows fit the agent's ring.
+    // Bounded: four phases of 1.5 s (allow, deny, allow, deny: three swaps of the file, which
+    // the agent polls every second), at most 400 connections. Each connection has its own
+    // source port, so its verdict flow is found again.
+    const PHASE: Duration = Duration::from_millis(1500);
     let start = Instant::now();
-    let mut last_swap = Instant::now();
-    let (mut n, mut failed, mut swaps) = (0, 0, 0);
-    while swaps < 3 && n < 1000 && start.elapsed() < Duration::from_secs(15) {
-        if last_swap.elapsed() > Duration::from_millis(1500) {
-            swaps += 1;
-            let name = if swaps % 2 == 1 { "new" } else { "old" };
-            std::fs::write(&policy, allow_9003(name)).unwrap();
-            last_swap = Instant::now();
+    let mut swaps = 0u32;
+    let mut attempts: Vec<(u16, bool)> = Vec::new();
+    while start.elapsed() < 4 * PHASE && attempts.len() < 400 {
+        let phase = (start.elapsed().as_millis() / PHASE.as_millis()) as u32;
+        if phase > swaps {
+            swaps = phase;
+            let text = if swaps % 2 == 1 {
+                deny_9003()
+            } else {
+                ALLOW_9003.to_string()
+            };
+            replace_file(&policy, &text);
         }
-        if !lab.exchange("a", "198.18.2.2:9003") {
-            failed += 1;
-        }
-        n += 1;
+        let sport = 31000 + attempts.len() as u16;
+        let opened = lab.connect_from("a", sport, "198.18.2.2:9003", Duration::from_millis(250));
+        attempts.push((sport, opened));
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(
-        failed, 0,
-        "{failed} of {n} connections failed across {swaps} reloads"
+    assert_eq!(swaps, 3, "the loop spans three reloads");
+    // Outcomes in connection order change at most once per reload (no flapping while a
+    // policy is half applied), and the behaviour did change back and forth.
+    let outcomes: Vec<bool> = attempts.iter().map(|a| a.1).collect();
+    let flips = outcomes.windows(2).filter(|w| w[0] != w[1]).count() as u32;
+    assert!(
+        (2..=swaps).contains(&flips),
+        "{flips} changes of outcome across {swaps} reloads: {outcomes:?}"
     );
-    assert!(swaps >= 2, "the loop must span reloads");
+    assert!(outcomes[0], "the allow was in force first");
 
-    let mut seen = (false, false);
+    // Every connection's first verdict is the kernel's decision the client saw, by one of the
+    // two policies; and no verdict flow at all is of neither.
+    let mut missing = attempts.len();
     for _ in 0..50 {
         let flows = all_flows(&mut client, false).await;
-        let vs = verdicts(&flows, "198.18.1.2", "198.18.2.2:9003");
-        for f in &vs {
-            assert_eq!(f.verdict, Verdict::Forwarded as i32, "no drop: {f:?}");
-            let by = names(&f.ingress_allowed_by);
+        let vs = verdicts_by_port(&flows, "198.18.1.2", "198.18.2.2:9003");
+        for (port, f) in &vs {
             assert!(
-                by == ["old"] || by == ["new"],
-                "allowed by old or new, not {by:?}"
+                verdict_of_either(f).is_some(),
+                "source port {port}: a verdict of neither policy: {f:?}"
             );
-            seen.0 |= by == ["old"];
-            seen.1 |= by == ["new"];
         }
-        if seen.0 && seen.1 {
+        missing = 0;
+        for &(sport, opened) in &attempts {
+            let of_port: Vec<bool> = vs
+                .iter()
+                .filter(|(p, _)| *p == sport)
+                .filter_map(|(_, f)| verdict_of_either(f))
+                .collect();
+            match of_port.first() {
+                None => missing += 1,
+                // An open connection's SYN was allowed; a flip right after may still drop its
+                // later packets (decided again under the new policy).
+                Some(&first) if opened => assert!(
+                    first,
+                    "source port {sport} opened, but its first verdict was a drop"
+                ),
+                Some(_) => assert!(
+                    of_port.contains(&false),
+                    "source port {sport} did not open, yet no flow says it was dropped"
+                ),
+            }
+        }
+        if missing == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(seen.0 && seen.1, "verdicts of both policies were observed");
+    assert_eq!(missing, 0, "every connection has its verdict flow");
+}
+
+async fn policy_status(
+    client: &mut ObserverClient<Channel>,
+) -> webb_proto::webb_v1::NodePolicyStatus {
+    let reply = client
+        .server_status(webb_proto::observer::ServerStatusRequest {})
+        .await
+        .unwrap();
+    let extras = webb_proto::status::read(reply.metadata())
+        .expect("a Webb agent sends its status extras")
+        .expect("they decode");
+    assert_eq!(extras.policy.len(), 1, "{extras:?}");
+    extras.policy.into_iter().next().unwrap()
+}
+
+/// A metric's value: the first sample of `name` whose labels contain `labels`.
+fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                && l.contains(labels)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_reload_keeps_the_old_policy_in_force_counts_it_and_status_names_file_line_and_field()
+ {
+    let mut lab = Lab::build("b");
+    lab.serve("b", &["198.18.2.2:9003"]);
+    let policy = lab.dir.join("policy.yaml");
+    replace_file(&policy, &deny_9003());
+    let mut client = lab.start_agent(&policy, "enforce").await;
+    let before = policy_status(&mut client).await;
+    assert!(before.revision > 0 && before.error.is_none(), "{before:?}");
+    assert_eq!(before.policies, 2);
+
+    // A typo in the second document's ingress (`toPort`) makes the whole load invalid.
+    let bad = format!(
+        "{ALLOW_9003}---\napiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {{name: open}}\nspec:\n  endpointSelector: {{}}\n  ingress:\n    - fromEntities: [all]\n      toPort: [{{ports: [{{port: \"9003\"}}]}}]\n"
+    );
+    replace_file(&policy, &bad);
+    let mut status = before.clone();
+    for _ in 0..50 {
+        status = policy_status(&mut client).await;
+        if status.error.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let err = status
+        .error
+        .clone()
+        .expect("the rejected load shows in status");
+    assert_eq!(err.file, policy.display().to_string());
+    assert_eq!(err.document, 2);
+    assert_eq!(err.line, 18, "the line of `toPort`: {err:?}");
+    assert!(err.message.contains("toPort"), "{err:?}");
+    assert_eq!(
+        (status.revision, status.policies, status.rejected),
+        (before.revision, 2, 1),
+        "the revision in force stays"
+    );
+    let text = lab.metrics();
+    assert_eq!(
+        metric(&text, "webb_policy_reloads_total", "result=\"error\""),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "webb_policy_config_valid", ""),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "webb_policy_revision", ""),
+        Some(f64::from(before.revision))
+    );
+
+    // Traffic still meets the old policy: the explicit deny, under the old revision.
+    for i in 0..3 {
+        assert!(!lab.connect_from(
+            "a",
+            32000 + i,
+            "198.18.2.2:9003",
+            Duration::from_millis(250)
+        ));
+    }
+    let mut ok = false;
+    for _ in 0..50 {
+        let flows = all_flows(&mut client, false).await;
+        let vs = verdicts_by_port(&flows, "198.18.1.2", "198.18.2.2:9003");
+        let after: Vec<&Flow> = vs
+            .iter()
+            .filter(|(p, _)| (32000..32003).contains(p))
+            .map(|(_, f)| *f)
+            .collect();
+        if after.len() == 3 {
+            for f in after {
+                assert_eq!(verdict_of_either(f), Some(false), "{f:?}");
+                assert_eq!(
+                    f.ingress_denied_by[0].revision,
+                    u64::from(before.revision),
+                    "decided by the revision in force before the bad load"
+                );
+            }
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ok,
+        "verdict flows of the connections after the rejected load"
+    );
+
+    // A good file again: in force, the error gone, the verdict flipped.
+    replace_file(&policy, ALLOW_9003);
+    for _ in 0..50 {
+        status = policy_status(&mut client).await;
+        if status.error.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(status.error.is_none(), "{status:?}");
+    assert!(status.revision > before.revision);
+    assert_eq!((status.policies, status.rejected), (1, 1));
+    assert!(lab.connect_from("a", 32010, "198.18.2.2:9003", Duration::from_secs(2)));
+    let text = lab.metrics();
+    assert_eq!(metric(&text, "webb_policy_config_valid", ""), Some(1.0));
 }
