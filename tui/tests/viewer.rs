@@ -170,6 +170,28 @@ fn the_filter_line_uses_observe_flags_and_shows_errors_inline() {
 }
 
 #[test]
+fn ctrl_u_empties_the_filter_line_and_other_control_keys_type_nothing() {
+    let mut app = app_with_goldens();
+    app.set_filter("--verdict DROPPED");
+    key(&mut app, KeyCode::Char('/'));
+    assert_eq!(app.editing.as_ref().unwrap().text, "--verdict DROPPED");
+    let ctrl = |app: &mut App, c| {
+        let action = action_for(app, KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+        if let Some(a) = action {
+            apply(app, a);
+        }
+    };
+    ctrl(&mut app, 'u');
+    assert_eq!(app.editing.as_ref().unwrap().text, "");
+    ctrl(&mut app, 'w');
+    assert_eq!(app.editing.as_ref().unwrap().text, "");
+    type_text(&mut app, "--type l7");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.filter_text, "--type l7");
+    assert_eq!(app.shown().len(), 2);
+}
+
+#[test]
 fn quick_toggles_cycle_verdict_and_protocol() {
     let mut app = app_with_goldens();
     key(&mut app, KeyCode::Char('v'));

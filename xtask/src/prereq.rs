@@ -80,6 +80,18 @@ pub const PREREQS: &[Prereq] = &[
         needed_once: Some("tui/tests/tmux.rs"),
     },
     Prereq {
+        probe: Probe::Program("zsh"),
+        package: "zsh",
+        why: "checks that zsh parses `webb completion zsh` in tests",
+        needed_once: Some("tui/tests/help_completion.rs"),
+    },
+    Prereq {
+        probe: Probe::Program("fish"),
+        package: "fish",
+        why: "completes `webb observe` flags from `webb completion fish` in tests",
+        needed_once: Some("tui/tests/help_completion.rs"),
+    },
+    Prereq {
         probe: Probe::Program("chromium"),
         package: "chromium",
         why: "browser tests of the Grafana plugin",

@@ -18,6 +18,8 @@ pub enum Action {
     StartFilter,
     FilterChar(char),
     FilterBackspace,
+    /// Ctrl-U: empties the line (as in a shell), to type a new filter from scratch.
+    FilterClearLine,
     ApplyFilter,
     CancelFilter,
     CycleVerdict,
@@ -47,6 +49,10 @@ pub fn action_for(app: &App, key: KeyEvent) -> Option<Action> {
             KeyCode::Enter => Some(Action::ApplyFilter),
             KeyCode::Esc => Some(Action::CancelFilter),
             KeyCode::Backspace => Some(Action::FilterBackspace),
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                Some(Action::FilterClearLine)
+            }
+            KeyCode::Char(_) if key.modifiers.contains(KeyModifiers::CONTROL) => None,
             KeyCode::Char(c) => Some(Action::FilterChar(c)),
             _ => None,
         };
@@ -115,6 +121,11 @@ pub fn apply(app: &mut App, action: Action) -> Control {
         Action::FilterBackspace => {
             if let Some(edit) = app.editing.as_mut() {
                 edit.text.pop();
+            }
+        }
+        Action::FilterClearLine => {
+            if let Some(edit) = app.editing.as_mut() {
+                edit.text.clear();
             }
         }
         Action::ApplyFilter => {

@@ -358,6 +358,7 @@ pub const HELP: &[(&str, &str)] = &[
         "/",
         "edit the filter (webb observe flags); Enter applies, Esc cancels",
     ),
+    ("Ctrl-U", "(while editing) empty the filter line"),
     ("v", "verdict: all → FORWARDED → DROPPED"),
     ("t", "protocol: all → tcp → udp → http → dns"),
     ("c", "clear the buffer"),
