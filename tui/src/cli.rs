@@ -541,7 +541,7 @@ async fn tui(cli: &Cli, args: &TuiArgs) -> anyhow::Result<()> {
             (
                 run::Source::Server {
                     server: cli.server.clone(),
-                    tls: cli.tls.clone(),
+                    tls: Box::new(cli.tls.clone()),
                     timeout: cli.timeout,
                     request: run::viewer_request(since, args.last),
                 },

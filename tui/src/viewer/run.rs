@@ -38,7 +38,8 @@ pub enum SourceEvent {
 pub enum Source {
     Server {
         server: String,
-        tls: webb_security::ClientTlsArgs,
+        // Boxed: the flags are large next to the other variant.
+        tls: Box<webb_security::ClientTlsArgs>,
         timeout: Duration,
         request: GetFlowsRequest,
     },
