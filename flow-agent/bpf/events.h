@@ -76,6 +76,11 @@ enum webb_l7_kind {
 #define WEBB_F_TRUNCATED (1 << 3) /* cap_len < orig_len */
 #define WEBB_F_NO_L2 (1 << 4)     /* capture starts at L3 (kernel drops); eth_* are zero */
 #define WEBB_F_PARSE_ERR (1 << 5) /* headers were short/garbled; L3/L4 fields partial */
+#define WEBB_F_DNS_HELD (1 << 6)  /* DNS answer the datapath dropped for the agent to learn from
+				     and put back (toFQDNs); the capture is the whole frame */
+
+/* skb->mark of a held DNS answer the agent puts back (AF_PACKET): the datapath lets it pass. */
+#define WEBB_REINJECT_MARK 0x77ebd25u
 
 struct webb_event {
 	__u8 kind;            /*   0 enum webb_event_kind */

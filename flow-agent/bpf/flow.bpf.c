@@ -188,6 +188,17 @@ struct {
 	__type(value, struct policy_value);
 } POLICY_EXACT SEC(".maps");
 
+/* Endpoint identities whose egress policy has toFQDNs peers, filled by the agent. A DNS answer
+ * to one of them is held: recorded whole (waking the reader at once), dropped, and put back by
+ * the agent with WEBB_REINJECT_MARK once the addresses it gives are in the policy, so the first
+ * packet to a new address never races the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} FQDN_HOLD SEC(".maps");
+
 /* [0] = policy revision; 0 = no policy ever installed; the active slot is revision & 1. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -602,6 +613,8 @@ static __always_inline int emit(struct __sk_buff *skb, struct pkt *p, struct emi
 			found = sc.found;
 		}
 	}
+	if (a->flags & WEBB_F_DNS_HELD)
+		return n == len ? held_output(c, s, n) : 0;
 	ring_output(skb, c, s, n);
 	return found;
 }
@@ -739,7 +752,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	struct ct_entry ne, *e;
 	struct ct_key k;
 	struct pkt p;
-	int src_lo, is_new = 0, want = 0, found, verdict_event = 0;
+	int src_lo, is_new = 0, want = 0, found, verdict_event = 0, hold = 0;
 	__u8 d, l7 = WEBB_L7_NONE, l7_cont = 0;
 	__u32 rev;
 
@@ -898,6 +911,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			}
 		}
 	}
+	if (l7 == WEBB_L7_DNS && skb->mark == WEBB_REINJECT_MARK)
+		l7 = WEBB_L7_NONE; /* a held answer put back: its record went out when it was held */
+	else if (l7 == WEBB_L7_DNS && dir == WEBB_DIR_EGRESS && p.proto == IPPROTO_UDP && p.sport == 53 &&
+		 e->verdict != WEBB_VERDICT_DROP && skb->len <= WEBB_CAP_MAX &&
+		 bpf_map_lookup_elem(&FQDN_HOLD, &a.dst_id))
+		hold = 1;
 	if (l7) {
 		want = 1;
 		a.l7_kind = l7;
@@ -907,6 +926,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		 * headers included (emit() bounds it by the packet and WEBB_CAP_MAX). */
 		a.cap = p.payload_off + cfg_cap_len;
 		c->l7_events++;
+	}
+	if (hold) {
+		a.flags |= WEBB_F_DNS_HELD;
+		a.cap = skb->len; /* the whole frame, to put back */
 	}
 
 	if (e->verdict == WEBB_VERDICT_DROP) {
@@ -919,6 +942,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	}
 	if (want) {
 		found = emit(skb, &p, &a, c);
+		if (hold && found) {
+			if (is_new)
+				bpf_map_update_elem(&CT, &k, &ne, BPF_ANY);
+			return TC_ACT_SHOT; /* the agent puts it back */
+		}
+		/* A held answer the ring had no room for is delivered unheld (its record is lost
+		 * and counted). */
 		if (a.scan) {
 			if (found)
 				e->l7_pending[d] = 0;

@@ -3,8 +3,10 @@
 
 pub mod datapath;
 pub mod decode;
+pub mod dns;
 pub mod endpoints;
 pub mod identity;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod reinject;

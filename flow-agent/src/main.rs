@@ -16,11 +16,13 @@ use flow_agent::datapath::{
     self, Aggregation as DpAggregation, Datapath, DatapathConfig, KernelDropNames,
 };
 use flow_agent::decode::{Decoder, FlowIds, Interfaces, WallClock};
+use flow_agent::dns::FqdnControl;
 use flow_agent::endpoints::{Endpoints, EndpointsFile};
 use flow_agent::metrics::{DatapathTotals, Metrics};
-use flow_agent::pipeline::{self, NodeView, PendingLoss};
+use flow_agent::pipeline::{self, DnsTap, NodeView, PendingLoss};
 use flow_agent::policy::status::PolicyStatus;
 use flow_agent::policy::{self, PolicyEngine, PolicyFiles, PolicyView};
+use flow_agent::reinject::Reinjector;
 use flow_observer::ring::{self, Ring};
 use flow_observer::{Observed, ObserverService, PeerInfo, PeerService, Services};
 
@@ -110,6 +112,17 @@ struct Args {
     /// TLS of the Observer API on --listen (the unix socket stays local plaintext).
     #[command(flatten)]
     tls: webb_security::ServerTlsArgs,
+
+    /// Seconds a name (on flows) and a toFQDNs address (in the policy) stay valid after the
+    /// DNS answer's TTL runs out.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    fqdn_grace: u64,
+
+    /// Hold the DNS answers of endpoints a toFQDNs rule selects until their addresses are in
+    /// the policy (the first packet to a new address then never races the agent); `false`
+    /// delivers them at once.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    fqdn_hold: bool,
 }
 
 fn parse_capacity(s: &str) -> Result<usize, String> {
@@ -215,6 +228,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let access = args.tls.access(tls.as_deref(), &refused);
     let mut metrics = Metrics::new(&node);
     refused.register(metrics.registry_mut());
+    let dns_counts = Arc::new(pipeline::DnsCounts::default());
+    dns_counts.register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
     metrics.set_ring_capacity(args.ring_capacity as i64);
     let ring = Arc::new(Ring::new(args.ring_capacity)?);
@@ -310,13 +325,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     view_tx.send_modify(|v| v.interfaces = interfaces_of(&dp));
     let pending_loss = Arc::new(PendingLoss::default());
-    let pipeline = tokio::spawn(pipeline::run(
+    // DNS answers: names on flows in the pipeline; toFQDNs learning here, in the control loop.
+    let grace = Duration::from_secs(args.fqdn_grace);
+    let reinjector = if args.fqdn_hold {
+        match Reinjector::open(args.netns.as_deref()) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot put DNS answers back: toFQDNs answers are not held");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (dns_tx, mut dns_rx) = tokio::sync::mpsc::channel(1024);
+    let mut dns_tap = DnsTap::new(grace);
+    dns_tap.counts = dns_counts;
+    dns_tap.learn = Some(dns_tx);
+    dns_tap.reinjector = reinjector.clone();
+    let mut fqdn = FqdnControl {
+        grace,
+        reinjector,
+        counts: dns_tap.counts.clone(),
+        fqdn_evicted_seen: 0,
+    };
+    fqdn.sync_hold(&engine, &mut dp);
+    let pipeline = tokio::spawn(pipeline::run_with_dns(
         records,
         decoder,
         state.clone(),
         metrics.clone(),
         view_rx,
         pending_loss.clone(),
+        dns_tap,
     ));
 
     // Servers.
@@ -388,7 +429,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
+            Some(ev) = dns_rx.recv() => {
+                let publish = |view: &Arc<PolicyView>| view_tx.send_modify(|v| v.policy = view.clone());
+                if let Some(r) = fqdn.on_dns(&mut engine, &mut dp, &current, ev, publish) {
+                    metrics.set_policy(r.revision, r.entries, r.policies);
+                }
+                continue;
+            }
             _ = tick.tick() => {}
+        }
+        let publish = |view: &Arc<PolicyView>| view_tx.send_modify(|v| v.policy = view.clone());
+        match engine.expire_learned(&mut dp, &current, std::time::Instant::now(), publish) {
+            Ok(Some(r)) => metrics.set_policy(r.revision, r.entries, r.policies),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot withdraw expired toFQDNs addresses"),
         }
         ticks += 1;
         let mut changed = false;
@@ -477,6 +531,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 v.interfaces = interfaces_of(&dp);
             });
         }
+        fqdn.sync_hold(&engine, &mut dp);
         match dp.counters() {
             Ok(c) => pending_loss.add(metrics.datapath_totals(DatapathTotals {
                 packets: c.packets,

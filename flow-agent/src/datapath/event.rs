@@ -149,6 +149,9 @@ pub mod flags {
     pub const NO_L2: u8 = 1 << 4;
     /// Headers were short or garbled; L3/L4 fields may be partial.
     pub const PARSE_ERR: u8 = 1 << 5;
+    /// A DNS answer the datapath held for the agent to put back (`toFQDNs`); the capture is
+    /// the whole frame.
+    pub const DNS_HELD: u8 = 1 << 6;
 }
 
 /// Why a record could not be parsed.

@@ -672,6 +672,28 @@ impl Datapath {
         Ok(())
     }
 
+    /// Makes `identities` the endpoints whose DNS answers the datapath holds until the agent
+    /// puts them back (`toFQDNs`; see `FQDN_HOLD` in `bpf/flow.bpf.c`). Only an agent that
+    /// puts held answers back may call this: anything else would swallow them.
+    pub fn set_fqdn_hold(&mut self, identities: &[u32]) -> Result<(), DatapathError> {
+        let mut map: BpfHashMap<_, u32, u32> = self.map_mut("FQDN_HOLD")?;
+        let stale: Vec<u32> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !identities.contains(k))
+            .collect();
+        for id in identities {
+            map.insert(id, 1u32, 0).map_err(map_err("FQDN_HOLD"))?;
+        }
+        for id in stale {
+            match map.remove(&id) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("FQDN_HOLD")(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// The policy revision in force (0: none installed yet; every packet is allowed).
     pub fn policy_revision(&self) -> u32 {
         self.policy_rev

@@ -55,6 +55,8 @@ pub enum CompileError {
 #[derive(Debug, Clone, Default)]
 pub struct CidrIdentities {
     by_prefix: BTreeMap<IpNet, u32>,
+    /// Names DNS answers gave for single addresses (`toFQDNs`), by their host prefix.
+    fqdn: BTreeMap<IpNet, BTreeSet<String>>,
 }
 
 impl CidrIdentities {
@@ -73,6 +75,28 @@ impl CidrIdentities {
             return Err(CompileError::TooManyCidrs(self.by_prefix.len()));
         }
         Ok(added)
+    }
+
+    /// Makes `learned` (address → names from DNS answers) the addresses `toFQDNs` selectors
+    /// see, each with an identity of its own host prefix; true if any identity is new.
+    pub fn set_fqdn(
+        &mut self,
+        learned: BTreeMap<std::net::IpAddr, BTreeSet<String>>,
+    ) -> Result<bool, CompileError> {
+        self.fqdn = learned
+            .into_iter()
+            .map(|(ip, names)| (IpNet::from(ip), names))
+            .collect();
+        let hosts: Vec<IpNet> = self.fqdn.keys().copied().collect();
+        self.ensure(hosts)
+    }
+
+    /// Names DNS answers gave for the host prefix `net` (empty for other prefixes).
+    pub fn fqdn_names(&self, net: &IpNet) -> impl Iterator<Item = &str> {
+        self.fqdn
+            .get(net)
+            .into_iter()
+            .flat_map(|n| n.iter().map(String::as_str))
     }
 
     /// Prefix → identity, for the ipcache.
@@ -199,6 +223,9 @@ pub struct Compiled {
     pub revision: u32,
     pub entries: Vec<Entry>,
     pub generation: Arc<Generation>,
+    /// Local endpoints some `toFQDNs` egress rule selects (their DNS answers are worth
+    /// holding until learned).
+    pub fqdn_endpoints: BTreeSet<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +240,8 @@ struct Ident {
     labels: Vec<String>,
     namespace: Option<String>,
     class: Class,
+    /// Names DNS answers gave for this address (`toFQDNs`).
+    names: Vec<String>,
 }
 
 enum Remote {
@@ -325,6 +354,13 @@ fn remotes(peers: &Peers, universe: &[Ident]) -> Remote {
                     }
                 }
             }
+            Peer::Fqdn(sel) => {
+                for id in universe {
+                    if id.names.iter().any(|n| sel.matches(n)) {
+                        ids.insert(id.id);
+                    }
+                }
+            }
         }
     }
     Remote::Ids(ids)
@@ -420,6 +456,7 @@ pub fn compile(
             } else {
                 Class::Endpoint
             },
+            names: Vec::new(),
         })
         .collect();
     for (net, id) in cidrs.entries() {
@@ -428,6 +465,7 @@ pub fn compile(
             labels: vec![format!("cidr:{net}"), "reserved:world".into()],
             namespace: None,
             class: Class::Cidr(net),
+            names: cidrs.fqdn_names(&net).map(str::to_owned).collect(),
         });
     }
     let local: BTreeSet<u32> = eps.local_endpoints().map(|e| e.identity).collect();
@@ -435,6 +473,7 @@ pub fn compile(
 
     let mut acc: HashMap<Key, Acc> = HashMap::new();
     let mut selected: BTreeMap<(u8, u32), BTreeSet<usize>> = BTreeMap::new();
+    let mut fqdn_endpoints = BTreeSet::new();
     for (pi, p) in policies.iter().enumerate() {
         for rule in &p.rules {
             let subjects: Vec<u32> = local_idents
@@ -453,6 +492,11 @@ pub fn compile(
                 }
             }
             for s in &rule.sections {
+                if let Peers::Set(peers) = &s.peers
+                    && peers.iter().any(|p| matches!(p, Peer::Fqdn(_)))
+                {
+                    fqdn_endpoints.extend(subjects.iter().copied());
+                }
                 let remote = remotes(&s.peers, &universe);
                 let remote_ids: Vec<u32> = match &remote {
                     Remote::Any => vec![0],
@@ -604,5 +648,6 @@ pub fn compile(
         revision,
         entries,
         generation: Arc::new(generation),
+        fqdn_endpoints,
     })
 }

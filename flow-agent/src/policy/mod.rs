@@ -18,6 +18,7 @@
 //!   `kubernetes.io/metadata.name` (the endpoints file carries no other namespace labels).
 
 pub mod compile;
+pub mod fqdn;
 mod spec;
 pub mod status;
 
@@ -113,8 +114,13 @@ pub enum Entity {
 #[derive(Debug, Clone)]
 pub enum Peer {
     Endpoints(EndpointSel),
-    Cidr { net: IpNet, except: Vec<IpNet> },
+    Cidr {
+        net: IpNet,
+        except: Vec<IpNet>,
+    },
     Entity(Entity),
+    /// `toFQDNs`: the addresses DNS answers gave for the names it selects.
+    Fqdn(fqdn::FqdnSelector),
 }
 
 #[derive(Debug, Clone)]
@@ -522,6 +528,17 @@ impl PolicyFiles {
     }
 }
 
+/// The ipcache: endpoints and nodes, then the CIDR identities (policies' and learned hosts').
+fn ipcache_of(eps: &Endpoints, cidrs: &CidrIdentities) -> Vec<(IpNet, u32)> {
+    let mut ipcache: Vec<(IpNet, u32)> = eps
+        .ipcache()
+        .into_iter()
+        .map(|e| (e.prefix, e.identity))
+        .collect();
+    ipcache.extend(cidrs.entries());
+    ipcache
+}
+
 /// Why a policy could not be put in force (the previous one stays).
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -548,6 +565,19 @@ pub struct PolicyEngine {
     cidrs: CidrIdentities,
     current: Arc<Vec<Policy>>,
     view: Arc<PolicyView>,
+    /// Addresses DNS answers gave for names the policies' `toFQDNs` select.
+    learned: fqdn::LearnedNames,
+    /// Local endpoints a `toFQDNs` rule in force selects.
+    fqdn_endpoints: BTreeSet<u32>,
+}
+
+/// What one DNS answer said, as [`PolicyEngine::learn`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct DnsAnswer<'a> {
+    /// The question's name and the CNAME targets of the chain (normalized).
+    pub names: &'a [String],
+    pub ips: &'a [std::net::IpAddr],
+    pub ttl: u32,
 }
 
 impl PolicyEngine {
@@ -569,6 +599,122 @@ impl PolicyEngine {
         &self.cidrs
     }
 
+    /// Identities of the local endpoints a `toFQDNs` rule in force selects.
+    pub fn fqdn_endpoints(&self) -> &BTreeSet<u32> {
+        &self.fqdn_endpoints
+    }
+
+    /// Addresses learned from DNS answers for `toFQDNs`.
+    pub fn learned(&self) -> &fqdn::LearnedNames {
+        &self.learned
+    }
+
+    /// The `toFQDNs` selectors of the policies in force.
+    fn fqdn_selectors(policies: &[Policy]) -> impl Iterator<Item = &fqdn::FqdnSelector> {
+        policies
+            .iter()
+            .flat_map(|p| &p.rules)
+            .flat_map(|r| &r.sections)
+            .filter_map(|s| match &s.peers {
+                Peers::Set(p) => Some(p),
+                Peers::Any => None,
+            })
+            .flatten()
+            .filter_map(|p| match p {
+                Peer::Fqdn(sel) => Some(sel),
+                _ => None,
+            })
+    }
+
+    /// Whether some `toFQDNs` selector in force selects `name` (normalized).
+    pub fn selects_name(&self, name: &str) -> bool {
+        Self::fqdn_selectors(&self.current).any(|s| s.matches(name))
+    }
+
+    /// Takes a DNS answer a local endpoint received: its addresses, for the names some
+    /// `toFQDNs` selector selects, become reachable for the selecting endpoints until
+    /// `ttl + grace` from `now`. Addresses of endpoints and nodes keep their identities and are
+    /// not learned. Returns the report if the policy had to be put in force again (a new
+    /// address or name); a repeated answer only pushes the expiry out.
+    pub fn learn(
+        &mut self,
+        dp: &mut Datapath,
+        eps: &Endpoints,
+        answer: DnsAnswer<'_>,
+        now: Instant,
+        grace: std::time::Duration,
+        publish: impl FnMut(&Arc<PolicyView>),
+    ) -> Result<Option<ApplyReport>, ApplyError> {
+        let selected: Vec<&String> = answer
+            .names
+            .iter()
+            .filter(|n| self.selects_name(n))
+            .collect();
+        if selected.is_empty() {
+            return Ok(None);
+        }
+        let until = fqdn::expiry(now, answer.ttl, grace);
+        let mut new = false;
+        for ip in answer.ips {
+            if !matches!(eps.peer(ip), crate::endpoints::Peer::World) {
+                continue;
+            }
+            for name in &selected {
+                new |= self.learned.learn(*ip, name, until);
+            }
+        }
+        if !new {
+            return Ok(None);
+        }
+        self.reapply_learned(dp, eps, publish).map(Some)
+    }
+
+    /// Forgets learned addresses whose time ran out by `now`, and puts the policy in force
+    /// without them if any did.
+    pub fn expire_learned(
+        &mut self,
+        dp: &mut Datapath,
+        eps: &Endpoints,
+        now: Instant,
+        publish: impl FnMut(&Arc<PolicyView>),
+    ) -> Result<Option<ApplyReport>, ApplyError> {
+        if !self.learned.expire(now) {
+            return Ok(None);
+        }
+        self.reapply_learned(dp, eps, publish).map(Some)
+    }
+
+    /// The policy in force compiled over the learned addresses. New host identities enter the
+    /// ipcache only after the policy that knows them is in force, so until then those
+    /// addresses keep the identity (world or a wider CIDR) the policy also still covers.
+    fn reapply_learned(
+        &mut self,
+        dp: &mut Datapath,
+        eps: &Endpoints,
+        mut publish: impl FnMut(&Arc<PolicyView>),
+    ) -> Result<ApplyReport, ApplyError> {
+        let mut cidrs = self.cidrs.clone();
+        let added = cidrs.set_fqdn(self.learned.snapshot())?;
+        let t0 = Instant::now();
+        let compiled = compile(&self.current, eps, &cidrs, dp.policy_revision() + 1)?;
+        let compile_time = t0.elapsed();
+        let entries = compiled.entries.len();
+        let t1 = Instant::now();
+        let revision = self.publish_and_install(dp, compiled, &mut publish)?;
+        if added {
+            dp.set_ipcache(&ipcache_of(eps, &cidrs))?;
+        }
+        let install = t1.elapsed();
+        self.cidrs = cidrs;
+        Ok(ApplyReport {
+            revision,
+            policies: self.current.len(),
+            entries,
+            compile: compile_time,
+            install,
+        })
+    }
+
     /// Compiles `policies` over `eps` and installs them; `publish` receives the decoder's view
     /// before the kernel switches to a new revision, so every record can be named.
     ///
@@ -584,19 +730,18 @@ impl PolicyEngine {
     ) -> Result<ApplyReport, ApplyError> {
         let wanted: BTreeSet<IpNet> = policies.iter().flat_map(|p| p.cidrs()).collect();
         let mut cidrs = self.cidrs.clone();
-        let added = cidrs.ensure(wanted)?;
+        let mut added = cidrs.ensure(wanted)?;
+        // Learned addresses stay for the names the new policies still select.
+        let mut learned = self.learned.clone();
+        learned.retain_names(|n| Self::fqdn_selectors(&policies).any(|s| s.matches(n)));
+        added |= cidrs.set_fqdn(learned.snapshot())?;
         if added && dp.policy_revision() != 0 {
             let bridge = compile(&self.current, eps, &cidrs, dp.policy_revision() + 1)?;
             self.publish_and_install(dp, bridge, &mut publish)?;
         }
-        let mut ipcache: Vec<(IpNet, u32)> = eps
-            .ipcache()
-            .into_iter()
-            .map(|e| (e.prefix, e.identity))
-            .collect();
-        ipcache.extend(cidrs.entries());
-        dp.set_ipcache(&ipcache)?;
+        dp.set_ipcache(&ipcache_of(eps, &cidrs))?;
         self.cidrs = cidrs;
+        self.learned = learned;
         let t0 = Instant::now();
         let compiled = compile(&policies, eps, &self.cidrs, dp.policy_revision() + 1)?;
         let compile_time = t0.elapsed();
@@ -624,6 +769,7 @@ impl PolicyEngine {
         publish(&view);
         let rev = dp.install_policy(&compiled)?;
         self.view = view;
+        self.fqdn_endpoints = compiled.fqdn_endpoints;
         Ok(rev)
     }
 }

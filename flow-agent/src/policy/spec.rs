@@ -1,7 +1,7 @@
 //! The YAML shapes Webb reads (`cilium.io/v2` CiliumNetworkPolicy and
 //! CiliumClusterwideNetworkPolicy, `networking.k8s.io/v1` NetworkPolicy) and their translation
 //! into the one rule model of [`super::Rule`]. Unknown fields are errors, so a typo or an
-//! unsupported feature (L7 rules, `toFQDNs`, named ports, …) never silently widens or narrows
+//! unsupported feature (L7 rules other than DNS, named ports, …) never silently widens or narrows
 //! a policy.
 
 use std::collections::BTreeMap;
@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use flow_filter::selector::{self, Selector};
 
+use super::fqdn::FqdnSelector;
 use super::{
     Dir, EndpointSel, Entity, Kind, NsSel, Peer, Peers, PortRule, Proto, Rule, Section, Subject,
 };
@@ -142,8 +143,29 @@ struct CiliumPeerRule {
     from_entities: Option<Vec<String>>,
     #[serde(default, rename = "toEntities")]
     to_entities: Option<Vec<String>>,
+    #[serde(default, rename = "toFQDNs")]
+    to_fqdns: Option<Vec<FqdnSpec>>,
     #[serde(default, rename = "toPorts")]
     to_ports: Option<Vec<PortRuleSpec>>,
+}
+
+/// A `toFQDNs` entry, or a `rules.dns` entry of `toPorts`: exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FqdnSpec {
+    #[serde(default, rename = "matchName")]
+    match_name: Option<String>,
+    #[serde(default, rename = "matchPattern")]
+    match_pattern: Option<String>,
+}
+
+/// `toPorts[].rules`: only DNS rules. Webb sees DNS without a proxy, so it checks them but
+/// cannot refuse a query they do not allow (the answer's addresses still need `toFQDNs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct L7RulesSpec {
+    #[serde(default)]
+    dns: Option<Vec<FqdnSpec>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +181,8 @@ struct CidrSet {
 struct PortRuleSpec {
     #[serde(default)]
     ports: Vec<PortSpec>,
+    #[serde(default)]
+    rules: Option<L7RulesSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,6 +306,16 @@ fn parse_cidr(s: &str, field: &str) -> Result<IpNet, FieldError> {
         );
     }
     Ok(net)
+}
+
+fn fqdn_selector(f: &FqdnSpec, field: &str) -> Result<FqdnSelector, FieldError> {
+    match (&f.match_name, &f.match_pattern) {
+        (Some(n), None) => FqdnSelector::name(n).or_else(|e| ferr(format!("{field}.matchName"), e)),
+        (None, Some(p)) => {
+            FqdnSelector::pattern(p).or_else(|e| ferr(format!("{field}.matchPattern"), e))
+        }
+        _ => ferr(field, "give exactly one of matchName and matchPattern"),
+    }
 }
 
 fn parse_entity(s: &str, field: &str) -> Result<Entity, FieldError> {
@@ -480,6 +514,7 @@ fn cilium_section(
         (r.to_cidr.is_some(), "toCIDR", eg),
         (r.to_cidr_set.is_some(), "toCIDRSet", eg),
         (r.to_entities.is_some(), "toEntities", eg),
+        (r.to_fqdns.is_some(), "toFQDNs", eg),
     ] {
         if present && !ok {
             let which = if ing { "an ingress" } else { "an egress" };
@@ -556,9 +591,33 @@ fn cilium_section(
             )?));
         }
     }
+    if let Some(list) = &r.to_fqdns {
+        if deny {
+            return ferr(
+                format!("{field}.toFQDNs"),
+                "toFQDNs is not valid in a deny rule (as in Cilium)",
+            );
+        }
+        any_l3 = true;
+        for (i, f) in list.iter().enumerate() {
+            peers.push(Peer::Fqdn(fqdn_selector(
+                f,
+                &format!("{field}.toFQDNs[{i}]"),
+            )?));
+        }
+    }
     let mut ports = Vec::new();
     if let Some(tp) = &r.to_ports {
         for (i, pr) in tp.iter().enumerate() {
+            if let Some(rules) = &pr.rules {
+                let f = format!("{field}.toPorts[{i}].rules");
+                if deny {
+                    return ferr(f, "L7 rules are not valid in a deny rule");
+                }
+                for (j, d) in rules.dns.iter().flatten().enumerate() {
+                    fqdn_selector(d, &format!("{f}.dns[{j}]"))?;
+                }
+            }
             for (j, ps) in pr.ports.iter().enumerate() {
                 let f = format!("{field}.toPorts[{i}].ports[{j}]");
                 let proto = parse_proto(

@@ -98,10 +98,10 @@ fn bad_input_of_every_kind_is_rejected_with_the_field_named() {
 #[test]
 fn unknown_fields_and_broken_yaml_are_errors_with_a_line() {
     let e = err(
-        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x}\nspec:\n  endpointSelector: {}\n  ingress:\n    - fromEndpoints: [{}]\n      toFQDNs: [{matchName: a}]\n",
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x}\nspec:\n  endpointSelector: {}\n  ingress:\n    - fromEndpoints: [{}]\n      toServices: [{k8sService: {serviceName: a}}]\n",
     );
     let msg = e.to_string();
-    assert!(msg.contains("toFQDNs"), "{msg}");
+    assert!(msg.contains("toServices"), "{msg}");
     assert!(msg.starts_with("p.yaml:8: document 1"), "{msg}");
     let e = err("apiVersion: cilium.io/v2\nkind: [\n");
     assert!(e.to_string().starts_with("p.yaml:"), "{e}");
