@@ -543,7 +543,7 @@ async fn tui(cli: &Cli, args: &TuiArgs) -> anyhow::Result<()> {
                     server: cli.server.clone(),
                     tls: Box::new(cli.tls.clone()),
                     timeout: cli.timeout,
-                    request: run::viewer_request(since, args.last),
+                    request: Box::new(run::viewer_request(since, args.last)),
                 },
                 cli.server.clone(),
             )

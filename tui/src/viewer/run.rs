@@ -38,10 +38,10 @@ pub enum SourceEvent {
 pub enum Source {
     Server {
         server: String,
-        // Boxed: the flags are large next to the other variant.
+        // Boxed: the flags and the request are large next to the other variant.
         tls: Box<webb_security::ClientTlsArgs>,
         timeout: Duration,
-        request: GetFlowsRequest,
+        request: Box<GetFlowsRequest>,
     },
     File(String),
 }
@@ -120,7 +120,7 @@ async fn run_source(source: Source, tx: mpsc::Sender<SourceEvent>, dropped: Arc<
             timeout,
             request,
         } => loop {
-            match stream_once(&server, &tls, timeout, request.clone(), &tx, &dropped).await {
+            match stream_once(&server, &tls, timeout, (*request).clone(), &tx, &dropped).await {
                 Ok(()) => {}
                 Err(e) => {
                     if !send(
