@@ -60,6 +60,16 @@ struct {
 } EVENTS SEC(".maps");
 #endif
 
+/* Largest ring fill (bytes pending, this record included) a write has seen on each CPU since
+ * the agent last took it: the ring's high-water mark, which a periodic sample of the fill would
+ * miss between samples. Its own map: the agent resets it, and COUNTERS must never be rewritten. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} RING_PEAK SEC(".maps");
+
 struct ct_key {
 	__u32 lo[4]; /* the numerically smaller (address, port) end */
 	__u32 hi[4];
@@ -510,8 +520,13 @@ static __always_inline void ring_output(void *ctx, struct webb_counters *c, stru
 	err = bpf_perf_event_output(ctx, &EVENTS, BPF_F_CURRENT_CPU, s, WEBB_EVENT_HDR_LEN + n);
 #else
 	/* Wake the reader only past a fill threshold: every wakeup is an IPI; a timer drains the rest. */
-	__u64 avail = bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA);
-	__u64 wflags = avail + WEBB_EVENT_HDR_LEN + n >= cfg_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	__u32 zero = 0;
+	__u64 *peak = bpf_map_lookup_elem(&RING_PEAK, &zero);
+	/* The kernel's 8-byte record header is rounded up with the record to 8 bytes. */
+	__u64 fill = bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) + ((WEBB_EVENT_HDR_LEN + n + 8 + 7) & ~7);
+	__u64 wflags = fill >= cfg_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (peak && fill > *peak)
+		*peak = fill;
 	err = bpf_ringbuf_output(&EVENTS, s, WEBB_EVENT_HDR_LEN + n, wflags);
 #endif
 	if (err)
@@ -520,7 +535,25 @@ static __always_inline void ring_output(void *ctx, struct webb_counters *c, stru
 		c->events++;
 }
 
-/* Builds and sends one record; returns 1 if `scan` found the end of the HTTP head. */
+/* A held DNS answer's record: the reader is woken at once, and the caller needs to know whether
+ * the record made it (else the packet must pass: nobody would put it back). */
+static __always_inline int held_output(struct webb_counters *c, struct scratch *s, __u32 n)
+{
+#ifdef WEBB_PERF
+	return 0; /* perf buffers: not held */
+#else
+	asm volatile("%0 &= 0x7ff" : "+r"(n));
+	if (bpf_ringbuf_output(&EVENTS, s, WEBB_EVENT_HDR_LEN + n, BPF_RB_FORCE_WAKEUP)) {
+		c->ring_fail++;
+		return 0;
+	}
+	c->events++;
+	return 1;
+#endif
+}
+
+/* Builds and sends one record; returns 1 if `scan` found the end of the HTTP head (for a held
+ * DNS answer: 1 if the record was written). */
 static __always_inline int emit(struct __sk_buff *skb, struct pkt *p, struct emit_args *a,
 				struct webb_counters *c)
 {

@@ -84,6 +84,11 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Aggregation::Connection)]
     aggregation: Aggregation,
 
+    /// Size in bytes of the BPF ring buffer carrying events from the kernel (a power of two,
+    /// at least 4096). Records that do not fit are lost and counted (stage datapath_ring).
+    #[arg(long, default_value_t = 4 << 20, value_parser = parse_ring_bytes)]
+    datapath_ring_bytes: u32,
+
     /// Flows kept in memory (2^n-1, at most 65535), as Hubble's event buffer capacity.
     #[arg(long, default_value_t = ring::DEFAULT_CAPACITY, value_parser = parse_capacity)]
     ring_capacity: usize,
@@ -128,6 +133,14 @@ struct Args {
 fn parse_capacity(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
     ring::validate_capacity(n).map_err(|e| e.to_string())
+}
+
+fn parse_ring_bytes(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if n < 4096 || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two of at least 4096"));
+    }
+    Ok(n)
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -254,6 +267,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Aggregation::None => DpAggregation::None,
         },
         policy_audit: args.policy_mode == PolicyMode::Audit,
+        ring_bytes: args.datapath_ring_bytes,
         ..Default::default()
     };
     let mut dp = match Datapath::load(config.clone()) {
@@ -368,8 +382,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     peers.extend(args.peers.iter().filter(|p| p.name != node).cloned());
     let services = Services::node(
         ObserverService::new(state.clone())
-            .with_access(access)
-            .with_status_extras(policy_status.clone()),
+            .with_status_extras(policy_status.clone())
+            .with_access(access),
         PeerService::new(peers),
     )
     .await;
@@ -540,6 +554,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 reserve_failures: c.ring_fail,
             })),
             Err(e) => tracing::debug!(error = %e, "cannot read datapath counters"),
+        }
+        match dp.ring_fill() {
+            Ok(Some(f)) => metrics.set_datapath_ring(f.size, f.used, f.peak),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read the ring fill"),
         }
         if ticks.is_multiple_of(10) {
             clock.refresh();

@@ -46,6 +46,9 @@ pub struct Metrics {
     dp_events: Counter<u64, AtomicU64>,
     dp_reserve_failures: Counter<u64, AtomicU64>,
     dp_last: Mutex<DatapathTotals>,
+    dp_ring_size: Gauge,
+    dp_ring_used: Gauge,
+    dp_ring_peak: Gauge,
     policy_reloads: Family<ResultLabels, Counter>,
     policy_valid: Gauge,
     policy_revision: Gauge,
@@ -134,6 +137,24 @@ impl Metrics {
             "Events the datapath could not emit (ring buffer full)",
             dp_reserve_failures.clone(),
         );
+        let dp_ring_size = Gauge::default();
+        registry.register(
+            "webb_datapath_ring_size_bytes",
+            "Size of the BPF ring buffer that carries datapath events to the agent",
+            dp_ring_size.clone(),
+        );
+        let dp_ring_used = Gauge::default();
+        registry.register(
+            "webb_datapath_ring_used_bytes",
+            "Bytes waiting in the BPF ring buffer when last sampled (every second)",
+            dp_ring_used.clone(),
+        );
+        let dp_ring_peak = Gauge::default();
+        registry.register(
+            "webb_datapath_ring_peak_bytes",
+            "Largest BPF ring buffer fill a write saw during the last sampling interval (high-water mark; at the size, writes fail and count as lost)",
+            dp_ring_peak.clone(),
+        );
         let policy_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "webb_policy_reloads",
@@ -183,6 +204,9 @@ impl Metrics {
             dp_events,
             dp_reserve_failures,
             dp_last: Mutex::new(DatapathTotals::default()),
+            dp_ring_size,
+            dp_ring_used,
+            dp_ring_peak,
             policy_reloads,
             policy_valid,
             policy_revision,
@@ -259,6 +283,14 @@ impl Metrics {
         self.lost(stage::DATAPATH_RING, new_failures);
         *last = now;
         new_failures
+    }
+
+    /// The BPF ring's size, sampled fill and high-water mark of the last interval, in bytes.
+    pub fn set_datapath_ring(&self, size: u64, used: u64, peak: u64) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.dp_ring_size.set(g(size));
+        self.dp_ring_used.set(g(used));
+        self.dp_ring_peak.set(g(peak));
     }
 
     /// Where other parts add their collectors (the TLS and limit counters of webb-security).
@@ -338,5 +370,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("stage=\"datapath_ring\""), "{text}");
+    }
+
+    #[test]
+    fn ring_fill_is_exported_as_size_sample_and_peak() {
+        let m = Metrics::new("vn1");
+        m.set_datapath_ring(4 << 20, 4096, 65536);
+        let text = m.encode();
+        for line in [
+            r#"webb_datapath_ring_size_bytes{node="vn1"} 4194304"#,
+            r#"webb_datapath_ring_used_bytes{node="vn1"} 4096"#,
+            r#"webb_datapath_ring_peak_bytes{node="vn1"} 65536"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

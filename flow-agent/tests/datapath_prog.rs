@@ -485,3 +485,32 @@ fn auto_transport_picks_the_ring_buffer_on_this_kernel() {
     let dp = load(Aggregation::Flows);
     assert_eq!(dp.transport(), Transport::RingBuf);
 }
+
+#[test]
+fn ring_fill_is_sampled_and_its_high_water_mark_is_reset_by_each_reading() {
+    let cfg = DatapathConfig {
+        aggregation: Aggregation::None,
+        ring_bytes: 1 << 16,
+        kernel_drops: false,
+        ..DatapathConfig::default()
+    };
+    let mut dp = Datapath::load(cfg).expect("load datapath (needs root and BPF)");
+    let empty = dp.ring_fill().unwrap().expect("ring-buffer transport");
+    assert_eq!((empty.size, empty.used, empty.peak), (1 << 16, 0, 0));
+    for i in 0..10 {
+        run(&dp, TcProgram::Egress, &tcp(C, 40011, S, 80, ACK, i, b""));
+    }
+    // A 54-byte frame: 128-byte header + 54 captured bytes + the kernel's 8-byte record
+    // header, rounded up to 8 bytes.
+    const RECORD: u64 = (128 + 54 + 8 + 7) & !7;
+    let full = dp.ring_fill().unwrap().unwrap();
+    assert_eq!((full.used, full.peak), (10 * RECORD, 10 * RECORD));
+    let again = dp.ring_fill().unwrap().unwrap();
+    assert_eq!(
+        (again.used, again.peak),
+        (10 * RECORD, 0),
+        "the peak covers the interval since the previous reading"
+    );
+    assert_eq!(events(&mut dp).len(), 10);
+    assert_eq!(dp.ring_fill().unwrap().unwrap().used, 0, "drained");
+}

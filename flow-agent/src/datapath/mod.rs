@@ -21,6 +21,7 @@ pub mod netns;
 mod ring;
 
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::perf::{PerfEventArray, PerfEventArrayBuffer};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues, RingBuf};
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::trace_point::TracePointLink;
@@ -337,6 +338,19 @@ pub struct Datapath {
     policy_slots: [Vec<(u32, [u8; 16])>; 2],
     policy_exact: BpfHashMap<MapData, [u8; 16], [u8; 8]>,
     policy_switched: Option<std::time::Instant>,
+    ring_positions: Option<ring::RingPositions>,
+}
+
+/// How full the BPF ring buffer is (ring-buffer transport).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingFill {
+    /// Size of the ring's data area in bytes.
+    pub size: u64,
+    /// Bytes written and not yet read, sampled now (0 when it cannot be sampled).
+    pub used: u64,
+    /// Largest fill a record write saw since the previous call (its own bytes included): the
+    /// high-water mark between samples. Past `size` the write failed and was counted lost.
+    pub peak: u64,
 }
 
 impl Datapath {
@@ -402,9 +416,22 @@ impl Datapath {
             }),
         })?;
         let policy_exact = BpfHashMap::try_from(exact_map).map_err(map_err("POLICY_EXACT"))?;
+        let mut ring_positions = None;
         let ring = match transport {
             Transport::Perf => RingState::IdlePerf(open_perf(events_map, config.perf_pages)?),
-            _ => RingState::Idle(RingBuf::try_from(events_map).map_err(map_err("EVENTS"))?),
+            _ => {
+                let ring = RingBuf::try_from(events_map).map_err(map_err("EVENTS"))?;
+                // The fill gauge is a convenience: without it the agent still runs.
+                match ring
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .and_then(ring::RingPositions::new)
+                {
+                    Ok(p) => ring_positions = Some(p),
+                    Err(e) => tracing::warn!(error = %e, "ring fill cannot be sampled"),
+                }
+                RingState::Idle(ring)
+            }
         };
         let mut dp = Datapath {
             ebpf,
@@ -419,6 +446,7 @@ impl Datapath {
             policy_slots: [Vec::new(), Vec::new()],
             policy_exact,
             policy_switched: None,
+            ring_positions,
         };
         if dp.config.kernel_drops {
             dp.attach_kernel_drops()?;
@@ -820,6 +848,27 @@ impl Datapath {
         })
     }
 
+    /// The ring buffer's size, current fill and high-water mark since the previous call (which
+    /// resets it); `None` with the perf transport.
+    pub fn ring_fill(&mut self) -> Result<Option<RingFill>, DatapathError> {
+        if self.transport == Transport::Perf {
+            return Ok(None);
+        }
+        let used = self.ring_positions.as_ref().map_or(0, |p| p.used());
+        let mut peaks: PerCpuArray<_, u64> = self.map_mut("RING_PEAK")?;
+        let per_cpu = peaks.get(&0, 0).map_err(map_err("RING_PEAK"))?;
+        let peak = per_cpu.iter().copied().max().unwrap_or(0);
+        // A write between the read and the reset is missed from this interval's peak only.
+        let zeros = PerCpuValues::try_from(vec![0u64; per_cpu.len()])
+            .map_err(|e| DatapathError::Config(format!("RING_PEAK reset: {e}")))?;
+        peaks.set(0, zeros, 0).map_err(map_err("RING_PEAK"))?;
+        Ok(Some(RingFill {
+            size: u64::from(self.config.ring_bytes),
+            used,
+            peak,
+        }))
+    }
+
     /// Starts the ring reader (a tokio task) and returns the bounded channel of records
     /// (capacity [`DatapathConfig::channel_capacity`]). Callable once; must run in a runtime.
     pub fn events(&mut self) -> Result<mpsc::Receiver<EventRecord>, DatapathError> {
@@ -925,11 +974,16 @@ fn load_object(config: &DatapathConfig, transport: Transport) -> Result<Ebpf, Da
     };
     let kdrop_all = u32::from(config.kernel_drops_all_netns);
     let audit = u32::from(config.policy_audit);
+    // A threshold the ring cannot reach would leave only the timer to drain a small ring.
+    let wakeup = config
+        .wakeup_bytes
+        .min(u64::from(config.ring_bytes) / 2)
+        .max(1);
     let mut loader = EbpfLoader::new();
     loader
         .override_global("cfg_cap_len", &cap_len, true)
         .override_global("cfg_aggregate", &aggregate, true)
-        .override_global("cfg_wakeup_bytes", &config.wakeup_bytes, true)
+        .override_global("cfg_wakeup_bytes", &wakeup, true)
         .override_global("cfg_l7_max_segments", &config.l7_max_segments, true)
         .override_global("cfg_l7_max_bytes", &config.l7_max_bytes, true)
         .override_global("cfg_kdrop_all_netns", &kdrop_all, true)

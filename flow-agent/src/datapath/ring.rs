@@ -174,3 +174,84 @@ fn drain_perf(
         .records
         .fetch_add((out.len() - before) as u64, Ordering::Relaxed);
 }
+
+/// Read-only view of a BPF ring buffer's consumer and producer positions (the two metadata
+/// pages the kernel lets userspace map), so the fill can be sampled without touching the
+/// reader that owns the ring.
+pub(crate) struct RingPositions {
+    consumer: *const u8,
+    producer: *const u8,
+    page: usize,
+    // Keeps the map alive as long as the mappings.
+    _fd: std::os::fd::OwnedFd,
+}
+
+// SAFETY: the pointers are read-only shared mappings read with atomic loads only.
+unsafe impl Send for RingPositions {}
+unsafe impl Sync for RingPositions {}
+
+impl RingPositions {
+    /// Maps the metadata pages of the ring behind `fd` (a duplicate the view keeps).
+    pub(crate) fn new(fd: std::os::fd::OwnedFd) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .map_err(|_| std::io::Error::other("page size unknown"))?;
+        let map = |offset: usize| -> std::io::Result<*const u8> {
+            // SAFETY: a fresh read-only shared mapping of one page of a ring-buffer map fd; the
+            // kernel validates the offset (page 0: consumer position, page 1: producer).
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    page,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    fd.as_raw_fd(),
+                    offset as libc::off_t,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(p as *const u8)
+            }
+        };
+        let consumer = map(0)?;
+        let producer = match map(page) {
+            Ok(p) => p,
+            Err(e) => {
+                // SAFETY: unmapping the page mapped just above.
+                unsafe { libc::munmap(consumer as *mut libc::c_void, page) };
+                return Err(e);
+            }
+        };
+        Ok(RingPositions {
+            consumer,
+            producer,
+            page,
+            _fd: fd,
+        })
+    }
+
+    /// Bytes written by the kernel and not yet consumed by the reader (record headers included).
+    pub(crate) fn used(&self) -> u64 {
+        // SAFETY: each page starts with the kernel's `unsigned long` position, page aligned.
+        let (c, p) = unsafe {
+            (
+                (*(self.consumer as *const std::sync::atomic::AtomicUsize)).load(Ordering::Acquire),
+                (*(self.producer as *const std::sync::atomic::AtomicUsize)).load(Ordering::Acquire),
+            )
+        };
+        p.wrapping_sub(c) as u64
+    }
+}
+
+impl Drop for RingPositions {
+    fn drop(&mut self) {
+        // SAFETY: both pages were mapped by `new` with this length and are unmapped once.
+        unsafe {
+            libc::munmap(self.consumer as *mut libc::c_void, self.page);
+            libc::munmap(self.producer as *mut libc::c_void, self.page);
+        }
+    }
+}

@@ -1,6 +1,9 @@
 //! Crafted packets for the datapath tests and benchmark (Ethernet + IPv4/IPv6 + TCP/UDP/ICMP).
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod blast;
+
 use std::net::IpAddr;
 
 pub const FIN: u8 = 0x01;
