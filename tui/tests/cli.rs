@@ -289,7 +289,7 @@ fn bad_input_gives_clear_errors_and_a_failure_exit() {
     fails_with(&["observe", "--allowlist", "{not json"], "--allowlist");
     fails_with(
         &["observe", "--server", "tls://relay:4245"],
-        "TLS comes with the security issue",
+        "--tls-ca-cert-files",
     );
     fails_with(
         &["sql", "--api", "https://relay:9965", "SELECT 1"],
