@@ -27,6 +27,7 @@ pub const ALL_VALUE: &str = ".*";
 pub const RELAY_METRICS: &str = "flow:labelsContext=source_namespace,destination_namespace \
     drop:labelsContext=source_namespace,source_workload,destination_namespace,destination_workload \
     tcp port-distribution icmp \
+    dns:query;ignoreAAAA;labelsContext=source_namespace,source_workload,destination_namespace,destination_workload \
     policy:labelsContext=source_namespace,source_workload,destination_namespace,destination_workload \
     httpV2:exemplars=true;labelsContext=source_namespace,source_workload,source_pod,destination_namespace,destination_workload,destination_pod,traffic_direction";
 

@@ -414,21 +414,31 @@ impl Agent {
 struct Relay {
     process: Process,
     server: String,
+    /// `--http-listen`: `/metrics` and the JSON API.
+    http: String,
 }
 
 impl Relay {
     fn start(agents: &[&Agent], work: &Path) -> Relay {
+        Relay::start_with(agents, work, &[])
+    }
+
+    /// Started with `extra` flags (e.g. `--metrics`).
+    fn start_with(agents: &[&Agent], work: &Path, extra: &[&str]) -> Relay {
         let server = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
         let peers: Vec<&str> = agents.iter().map(|a| a.listen.as_str()).collect();
         let mut command = Command::new(binary("webb-relay"));
         command
             .args(["--listen", &server])
             .args(["--peers", &peers.join(",")])
-            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--store-dir", "none"]);
+            .args(["--http-listen", &http])
+            .args(["--store-dir", "none"])
+            .args(extra);
         let mut relay = Relay {
             process: Process::spawn(&mut command, work.join("relay.log")),
             server,
+            http,
         };
         // Named by the agents' own announcements, before either node sent a flow.
         let names: Vec<&str> = agents.iter().map(|a| a.node.name.as_str()).collect();
@@ -895,4 +905,493 @@ fn relay_serves_l7_http_flows_of_both_nodes_and_rides_out_an_agent_restart() {
     drop(agents);
     let left = net.teardown();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS: a resolver in a pod, clients resolving over UDP and TCP, the relay's L7 DNS flows
+
+/// The zone the test's resolver answers for; every other name is NXDOMAIN.
+const ZONE: &str = "shop.example.";
+/// TTL of the resolver's A records (the CNAME's is longer, so the flow's TTL is this one).
+const A_TTL: u32 = 30;
+const CNAME_TTL: u32 = 300;
+
+/// The answer the test's resolver gives to `query`: `catalog.` A/AAAA, `www.` a CNAME to
+/// `catalog.` followed by its A record, anything else NXDOMAIN.
+fn resolve(query: &webb_l7::dns::DnsMessage, catalog: Ipv4Addr) -> webb_l7::dns::DnsMessage {
+    use webb_l7::dns::{Answer, AnswerData};
+    let q = &query.questions[0];
+    let target = format!("catalog.{ZONE}");
+    let record = |name: &str, qtype: u16| {
+        match qtype {
+            1 => Some(AnswerData::A(catalog)),
+            28 => Some(AnswerData::Aaaa("2001:2::53".parse().unwrap())),
+            _ => None,
+        }
+        .map(|data| Answer {
+            name: name.to_string(),
+            ttl: A_TTL,
+            data,
+        })
+    };
+    let (rcode, answers) = if q.name == target {
+        (0, record(&target, q.qtype).into_iter().collect())
+    } else if q.name == format!("www.{ZONE}") {
+        let alias = Answer {
+            name: q.name.clone(),
+            ttl: CNAME_TTL,
+            data: AnswerData::Cname(target.clone()),
+        };
+        (
+            0,
+            std::iter::once(alias)
+                .chain(record(&target, q.qtype))
+                .collect(),
+        )
+    } else {
+        (3, Vec::new())
+    };
+    webb_l7::dns::DnsMessage {
+        is_response: true,
+        rcode,
+        answers,
+        ..query.clone()
+    }
+}
+
+/// A DNS server on UDP and TCP port 53 in a pod, built on the DNS crate Webb parses with.
+/// Bytes that are not a query get no answer. Stops when dropped.
+struct Resolver {
+    stop: Arc<AtomicBool>,
+    threads: Vec<netlab::netns::NsThread<()>>,
+}
+
+impl Resolver {
+    fn start(pod: &netlab::Pod) -> Resolver {
+        let stop = Arc::new(AtomicBool::new(false));
+        let catalog = pod.ipv4;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (flag, ready) = (stop.clone(), ready_tx.clone());
+        let udp = netlab::netns::spawn_in(&pod.netns, move || {
+            let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 53)).expect("UDP 53");
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let _ = ready.send(());
+            let mut buf = [0u8; 1500];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Ok(q) = webb_l7::dns::parse_udp(&buf[..n])
+                    && !q.is_response
+                    && !q.questions.is_empty()
+                {
+                    let answer = resolve(&q, catalog).to_udp().expect("encodable");
+                    socket.send_to(&answer, from).expect("answering");
+                }
+            }
+        })
+        .expect("a UDP resolver thread in the pod");
+        let flag = stop.clone();
+        let tcp = netlab::netns::spawn_in(&pod.netns, move || {
+            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 53)).expect("TCP 53");
+            listener.set_nonblocking(true).unwrap();
+            let _ = ready_tx.send(());
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        conn.set_nonblocking(false).unwrap();
+                        conn.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                        let mut len = [0u8; 2];
+                        if conn.read_exact(&mut len).is_err() {
+                            continue;
+                        }
+                        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                        if conn.read_exact(&mut msg).is_err() {
+                            continue;
+                        }
+                        if let Ok(q) = webb_l7::dns::parse_udp(&msg) {
+                            let answer = resolve(&q, catalog).to_tcp().expect("encodable");
+                            let _ = conn.write_all(&answer);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        })
+        .expect("a TCP resolver thread in the pod");
+        for _ in 0..2 {
+            ready_rx
+                .recv_timeout(IO_TIMEOUT)
+                .expect("the resolver listens");
+        }
+        Resolver {
+            stop,
+            threads: vec![udp, tcp],
+        }
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if !std::thread::panicking() {
+            self.threads.drain(..).for_each(|t| t.join());
+        }
+    }
+}
+
+/// How a client asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Sends `query` from `client` to the resolver in `server` and returns the answer it read.
+fn ask(
+    client: &netlab::Pod,
+    server: &netlab::Pod,
+    query: webb_l7::dns::DnsMessage,
+    transport: Transport,
+) -> webb_l7::dns::DnsMessage {
+    let to = SocketAddr::from((server.ipv4, 53));
+    netlab::netns::spawn_in(&client.netns, move || match transport {
+        Transport::Udp => {
+            let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+            socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            socket.send_to(&query.to_udp().unwrap(), to).unwrap();
+            let mut buf = [0u8; 1500];
+            let n = socket.recv(&mut buf).expect("an answer over UDP");
+            webb_l7::dns::parse_udp(&buf[..n]).expect("the answer parses")
+        }
+        Transport::Tcp => {
+            let mut conn = TcpStream::connect_timeout(&to, IO_TIMEOUT).expect("TCP 53");
+            conn.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            conn.write_all(&query.to_tcp().unwrap()).unwrap();
+            let mut len = [0u8; 2];
+            conn.read_exact(&mut len).expect("an answer over TCP");
+            let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            conn.read_exact(&mut msg).expect("the whole answer");
+            webb_l7::dns::parse_udp(&msg).expect("the answer parses")
+        }
+    })
+    .expect("a client thread in the pod")
+    .join()
+}
+
+/// Sends bytes that are no DNS message to UDP 53 (nothing answers them).
+fn send_garbage(client: &netlab::Pod, server: &netlab::Pod) {
+    let to = SocketAddr::from((server.ipv4, 53));
+    netlab::netns::spawn_in(&client.netns, move || {
+        let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        socket
+            .send_to(b"\x12\x34 this is not a DNS message", to)
+            .unwrap();
+    })
+    .expect("a client thread in the pod")
+    .join();
+}
+
+fn dns_query(id: u16, name: &str, qtype: u16) -> webb_l7::dns::DnsMessage {
+    webb_l7::dns::DnsMessage {
+        id,
+        is_response: false,
+        truncated: false,
+        rcode: 0,
+        questions: vec![webb_l7::dns::Question {
+            name: name.to_string(),
+            qtype,
+        }],
+        answers: vec![],
+    }
+}
+
+/// The relay's `/metrics` (Prometheus text).
+fn scrape(relay: &Relay) -> String {
+    let mut resp = ureq::get(&format!("http://{}/metrics", relay.http))
+        .call()
+        .expect("GET /metrics");
+    resp.body_mut().read_to_string().expect("its body")
+}
+
+/// The value of the one sample of `metric` whose labels include all of `labels`; 0 if none.
+fn sample(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// (node, REQUEST/RESPONSE, query, rcode, ips, cnames, rrtypes) of an L7 DNS flow.
+type DnsL7 = (
+    String,
+    String,
+    String,
+    u64,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+);
+
+fn dns_of(flow: &Value) -> DnsL7 {
+    let dns = &flow["l7"]["dns"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (
+        flow["node_name"].as_str().unwrap_or_default().into(),
+        flow["l7"]["type"].as_str().unwrap_or_default().into(),
+        dns["query"].as_str().unwrap_or_default().into(),
+        dns["rcode"].as_u64().unwrap_or(0),
+        strings(&dns["ips"]),
+        strings(&dns["cnames"]),
+        strings(&dns["rrtypes"]),
+    )
+}
+
+#[test]
+fn relay_makes_l7_dns_flows_and_hubbles_dns_metrics_from_queries_over_udp_and_tcp() {
+    netlab::cleanup_stale("wbdns");
+    let work = tempfile::tempdir().expect("a work directory");
+    let net = Network(Some(
+        netlab::Topology::build(&netlab::unique_prefix("wbdns")).expect("building the network"),
+    ));
+    let topo = net.topo();
+    let endpoints = work.path().join("endpoints.yaml");
+    topo.write_endpoints(&endpoints).unwrap();
+    let pod = |key: &str| topo.pod(key).unwrap_or_else(|| panic!("pod {key}")).clone();
+    // The resolver in catalog (node1); frontend asks from node1, cart from node2.
+    let (frontend, catalog, cart) = (pod("frontend"), pod("catalog"), pod("cart"));
+    let (node1, node2) = (topo.nodes()[0].name.clone(), topo.nodes()[1].name.clone());
+    assert_eq!(
+        (&frontend.node, &catalog.node, &cart.node),
+        (&node1, &node1, &node2)
+    );
+
+    let mut agents = [
+        Agent::new(&topo.nodes()[0], &endpoints, work.path()),
+        Agent::new(&topo.nodes()[1], &endpoints, work.path()),
+    ];
+    agents.iter_mut().for_each(Agent::start);
+    let relay = Relay::start_with(
+        &[&agents[0], &agents[1]],
+        work.path(),
+        &["--metrics", "dns:query;ignoreAAAA flow"],
+    );
+    let _resolver = Resolver::start(&catalog);
+
+    // ---- resolutions: what the clients read is what the resolver meant
+    let catalog_name = format!("catalog.{ZONE}");
+    let www = format!("www.{ZONE}");
+    let nope = format!("nope.{ZONE}");
+    let asked = [
+        (&frontend, dns_query(101, &catalog_name, 1), Transport::Udp),
+        (&frontend, dns_query(102, &www, 1), Transport::Udp),
+        (&frontend, dns_query(103, &nope, 1), Transport::Udp),
+        (&frontend, dns_query(104, &catalog_name, 28), Transport::Udp),
+        (&cart, dns_query(105, &www, 1), Transport::Tcp),
+    ];
+    for (client, q, transport) in &asked {
+        let a = ask(client, &catalog, q.clone(), *transport);
+        assert_eq!(a, resolve(q, catalog.ipv4), "{transport:?} {q:?}");
+    }
+    send_garbage(&frontend, &catalog);
+
+    // ---- the L7 DNS flows: a REQUEST and a RESPONSE at each observation point
+    let ip = catalog.ipv4.to_string();
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut want: Vec<DnsL7> = Vec::new();
+    for (client, q, _) in &asked {
+        let name = q.questions[0].name.clone();
+        let answer = resolve(q, catalog.ipv4);
+        let (ips, cnames, rrtypes) = match (name.as_str(), q.questions[0].qtype) {
+            (n, 1) if n == catalog_name => (strs(&[ip.as_str()]), vec![], strs(&["A"])),
+            (n, 28) if n == catalog_name => (strs(&["2001:2::53"]), vec![], strs(&["AAAA"])),
+            (n, _) if n == www => (
+                strs(&[ip.as_str()]),
+                vec![catalog_name.clone()],
+                strs(&["CNAME", "A"]),
+            ),
+            _ => (vec![], vec![], vec![]),
+        };
+        // The client's node at its interface, the resolver's node (node1) at catalog's.
+        for node in [client.node.clone(), node1.clone()] {
+            want.push((
+                node.clone(),
+                "REQUEST".into(),
+                name.clone(),
+                0,
+                vec![],
+                vec![],
+                vec![],
+            ));
+            want.push((
+                node,
+                "RESPONSE".into(),
+                name.clone(),
+                u64::from(answer.rcode),
+                ips.clone(),
+                cnames.clone(),
+                rrtypes.clone(),
+            ));
+        }
+    }
+    want.sort();
+    let flows = relay.wait_flows(&["--protocol", "dns"], want.len());
+    let mut got: Vec<DnsL7> = flows.iter().map(dns_of).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        want,
+        "the relay's L7 DNS flows (node, type, query, rcode, ips, cnames, rrtypes)\nrelay log:\n{}",
+        relay.process.log_text()
+    );
+    for f in &flows {
+        assert_eq!(f["Type"], "L7", "{f}");
+        assert_eq!(f["event_type"]["type"], 129, "{f}");
+        assert_eq!(f["l7"]["dns"]["observation_source"], "datapath", "{f}");
+        let response = f["l7"]["type"] == "RESPONSE";
+        assert_eq!(f["is_reply"].as_bool(), Some(response), "{f}");
+        if response {
+            assert!(latency_ns(f) > 0, "a response paired with its query: {f}");
+        }
+    }
+    // Hubble's summaries.
+    let summaries: std::collections::BTreeSet<&str> =
+        flows.iter().filter_map(|f| f["Summary"].as_str()).collect();
+    for s in [
+        format!("DNS Query {www} A"),
+        format!("DNS Answer \"{ip}\" CNAMEs: \"{catalog_name}\" TTL: {A_TTL} (Query {www} A)"),
+        format!("DNS Answer RCode: Non-Existent Domain TTL: 4294967295 (Query {nope} A)"),
+        format!("DNS Answer \"2001:2::53\" TTL: {A_TTL} (Query {catalog_name} AAAA)"),
+    ] {
+        assert!(
+            summaries.contains(s.as_str()),
+            "no flow says {s:?}: {summaries:#?}"
+        );
+    }
+    // Over TCP too (cart's query, one flow per node it crossed and kind).
+    let over_tcp = flows.iter().filter(|f| f["l4"]["TCP"].is_object()).count();
+    assert_eq!(
+        over_tcp, 4,
+        "cart's TCP query and answer at two observation points"
+    );
+
+    // ---- Hubble's dns_query filter (a regex on l7.dns.query), as a raw filter the way
+    // `hubble observe --allowlist` takes it (the relay here keeps no history for the JSON API)
+    let by_query = relay.observe(&["--allowlist", r#"{"dns_query":["^nope\\."]}"#]);
+    assert_eq!(
+        by_query.len(),
+        4,
+        "nope's query and NXDOMAIN at two points: {by_query:#?}"
+    );
+    assert!(
+        by_query
+            .iter()
+            .all(|f| f["l7"]["dns"]["query"] == nope.as_str())
+    );
+
+    // ---- metrics: Hubble's names, labels and options (query; ignoreAAAA drops AAAA-only)
+    let metrics = retry_scrape(&relay, |m| {
+        sample(m, "webb_lost_events_total", &[("stage", "relay_l7_dns")]) >= 2.0
+    });
+    let q = |name: &str, rcode: &str, ips: &str| {
+        sample(
+            &metrics,
+            "hubble_dns_queries_total",
+            &[
+                ("rcode", rcode),
+                ("qtypes", "A"),
+                ("ips_returned", ips),
+                ("query", name),
+            ],
+        )
+    };
+    let r = |name: &str, rcode: &str, ips: &str| {
+        sample(
+            &metrics,
+            "hubble_dns_responses_total",
+            &[
+                ("rcode", rcode),
+                ("qtypes", "A"),
+                ("ips_returned", ips),
+                ("query", name),
+            ],
+        )
+    };
+    assert_eq!(q(&nope, "", "0"), 2.0, "{metrics}");
+    assert_eq!(r(&nope, "Non-Existent Domain", "0"), 2.0, "{metrics}");
+    assert_eq!(r(&catalog_name, "No Error", "1"), 2.0, "{metrics}");
+    assert_eq!(
+        r(&www, "No Error", "1"),
+        4.0,
+        "UDP and TCP, two points each: {metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "hubble_dns_response_types_total",
+            &[("type", "CNAME"), ("qtypes", "A"), ("query", www.as_str())]
+        ),
+        4.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "hubble_dns_queries_total", &[("qtypes", "AAAA")]),
+        0.0,
+        "ignoreAAAA: {metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "hubble_flows_processed_total",
+            &[("type", "L7"), ("subtype", "DNS")]
+        ),
+        want.len() as f64,
+        "{metrics}"
+    );
+    println!(
+        "L7 DNS flows: {}; unreadable DNS messages counted: {}",
+        flows.len(),
+        sample(
+            &metrics,
+            "webb_lost_events_total",
+            &[("stage", "relay_l7_dns")]
+        )
+    );
+
+    drop(_resolver);
+    drop(relay);
+    drop(agents);
+    let left = net.teardown();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+/// Scrapes until `ready` holds (the loss reporter runs once a second), within `WAIT`.
+fn retry_scrape(relay: &Relay, ready: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let m = scrape(relay);
+        if ready(&m) || start.elapsed() > WAIT {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
