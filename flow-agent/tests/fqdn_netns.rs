@@ -25,7 +25,7 @@ mod datapath_support;
 use datapath_support::agent::{Agent, everything};
 use netlab::{PodSpec, Topology, Workload};
 use tonic::transport::Channel;
-use webb_l7::dns::{AnswerData, DnsMessage, Question};
+use webb_l7::dns::{AnswerData, DnsMessage};
 use webb_proto::flow::{DropReason, Flow, Verdict, layer4::Protocol};
 use webb_proto::observer::observer_client::ObserverClient;
 
@@ -128,17 +128,7 @@ fn resolve(server: SocketAddr, name: &str, id: u16) -> Option<Vec<Ipv4Addr>> {
     let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(800)))
         .unwrap();
-    let q = DnsMessage {
-        id,
-        is_response: false,
-        truncated: false,
-        rcode: 0,
-        questions: vec![Question {
-            name: format!("{name}."),
-            qtype: 1,
-        }],
-        answers: vec![],
-    };
+    let q = DnsMessage::query(id, &format!("{name}."), 1);
     sock.send_to(&q.to_udp().unwrap(), server).unwrap();
     let mut buf = [0u8; 512];
     let (n, _) = sock.recv_from(&mut buf).ok()?;

@@ -428,6 +428,21 @@ pub enum ResolutionError {
 }
 
 impl DnsMessage {
+    /// A query for one question (recursion not requested), as a client or a test sends it.
+    pub fn query(id: u16, name: &str, qtype: u16) -> Self {
+        DnsMessage {
+            id,
+            is_response: false,
+            truncated: false,
+            rcode: 0,
+            questions: vec![Question {
+                name: name.into(),
+                qtype,
+            }],
+            answers: vec![],
+        }
+    }
+
     /// Hubble's name for this message's rcode.
     pub fn rcode_name(&self) -> &'static str {
         rcode_name(self.rcode)

@@ -1,22 +1,12 @@
 use super::*;
-use crate::dns::{Answer, Question};
+use crate::dns::Answer;
 use webb_proto::flow::{FlowType, TrafficDirection};
 
 const MS: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000_000_000_000;
 
 fn query(id: u16, name: &str, qtype: u16) -> DnsMessage {
-    DnsMessage {
-        id,
-        is_response: false,
-        truncated: false,
-        rcode: 0,
-        questions: vec![Question {
-            name: name.into(),
-            qtype,
-        }],
-        answers: vec![],
-    }
+    DnsMessage::query(id, name, qtype)
 }
 
 fn answered(q: &DnsMessage, rcode: u16, answers: Vec<(&str, u32, AnswerData)>) -> DnsMessage {

@@ -2,17 +2,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn query(id: u16, name: &str, qtype: u16) -> DnsMessage {
-    DnsMessage {
-        id,
-        is_response: false,
-        truncated: false,
-        rcode: 0,
-        questions: vec![Question {
-            name: name.into(),
-            qtype,
-        }],
-        answers: vec![],
-    }
+    DnsMessage::query(id, name, qtype)
 }
 
 fn answer(name: &str, ttl: u32, data: AnswerData) -> Answer {

@@ -1098,17 +1098,7 @@ fn send_garbage(client: &netlab::Pod, server: &netlab::Pod) {
 }
 
 fn dns_query(id: u16, name: &str, qtype: u16) -> webb_l7::dns::DnsMessage {
-    webb_l7::dns::DnsMessage {
-        id,
-        is_response: false,
-        truncated: false,
-        rcode: 0,
-        questions: vec![webb_l7::dns::Question {
-            name: name.to_string(),
-            qtype,
-        }],
-        answers: vec![],
-    }
+    webb_l7::dns::DnsMessage::query(id, name, qtype)
 }
 
 /// The relay's `/metrics` (Prometheus text).
