@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config
         .enable_type_names()
         .type_name_domain(["."], "type.googleapis.com");
-    builder.compile_fds_with_config(fds, config)?;
+    builder.compile_fds_with_config(fds.clone(), config)?;
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let mut json = pbjson_build::Builder::new();
@@ -52,7 +52,90 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     json.build(&[".flow", ".observer", ".peer", ".relay", ".webb.v1"])?;
 
-    patch_generated_json(&out_dir)
+    patch_generated_json(&out_dir)?;
+    print_oneofs_in_declared_order(&out_dir, &fds)
+}
+
+/// Go's protojson prints fields in the order the .proto declares them, a oneof in its place;
+/// pbjson prints every oneof last. `hubble observe -o json` lines start with `"flow"` (declared
+/// first in GetFlowsResponse), so a oneof declared before the other fields is moved to the front.
+/// A oneof between other fields has no such fix and fails the build, so it cannot go unnoticed.
+fn print_oneofs_in_declared_order(
+    out_dir: &std::path::Path,
+    fds: &prost_types::FileDescriptorSet,
+) -> Result<(), Box<dyn std::error::Error>> {
+    fn visit(
+        package: &str,
+        message: &prost_types::DescriptorProto,
+        found: &mut Vec<(String, String, String)>,
+    ) -> Result<(), String> {
+        let is_real_oneof = |f: &prost_types::FieldDescriptorProto| {
+            f.oneof_index.is_some() && !f.proto3_optional.unwrap_or(false)
+        };
+        let fields = &message.field;
+        if let Some(first_oneof) = fields.iter().position(is_real_oneof) {
+            let last_plain = fields.iter().rposition(|f| !is_real_oneof(f));
+            if last_plain.is_some_and(|plain| plain > first_oneof) {
+                let leading = fields.iter().take_while(|f| is_real_oneof(f)).count();
+                if fields[..leading]
+                    .iter()
+                    .any(|f| f.oneof_index != fields[0].oneof_index)
+                    || fields[leading..].iter().any(is_real_oneof)
+                {
+                    return Err(format!(
+                        "{package}.{}: a oneof between other fields: protojson field order needs a fix in build.rs",
+                        message.name()
+                    ));
+                }
+                let oneof = message.oneof_decl[fields[0].oneof_index() as usize].name();
+                found.push((
+                    package.to_owned(),
+                    message.name().to_owned(),
+                    oneof.to_owned(),
+                ));
+            }
+        }
+        for nested in &message.nested_type {
+            visit(package, nested, found)?;
+        }
+        Ok(())
+    }
+    let mut leading_oneofs = Vec::new();
+    for file in &fds.file {
+        for message in &file.message_type {
+            visit(file.package(), message, &mut leading_oneofs)?;
+        }
+    }
+    for (package, message, oneof) in leading_oneofs {
+        let path = out_dir.join(format!("{package}.serde.rs"));
+        let code = std::fs::read_to_string(&path)?;
+        let impl_start = code
+            .find(&format!("impl serde::Serialize for {message} {{"))
+            .ok_or_else(|| format!("{}: no Serialize for {message}", path.display()))?;
+        let open_struct = impl_start
+            + code[impl_start..]
+                .find("let mut struct_ser = ")
+                .ok_or("no struct_ser")?;
+        let insert_at = open_struct + code[open_struct..].find('\n').ok_or("no newline")? + 1;
+        let block_needle = format!("        if let Some(v) = self.{oneof}.as_ref() {{");
+        let block_start = insert_at
+            + code[insert_at..]
+                .find(&block_needle)
+                .ok_or_else(|| format!("{message}: no printer for oneof {oneof}"))?;
+        // The block ends at the brace that closes its `if`, at the same indentation.
+        let block_end = block_start
+            + code[block_start..]
+                .find("\n        }\n")
+                .ok_or_else(|| format!("{message}: oneof {oneof} printer has no end"))?
+            + "\n        }\n".len();
+        let mut patched = String::with_capacity(code.len());
+        patched.push_str(&code[..insert_at]);
+        patched.push_str(&code[block_start..block_end]);
+        patched.push_str(&code[insert_at..block_start]);
+        patched.push_str(&code[block_end..]);
+        std::fs::write(&path, patched)?;
+    }
+    Ok(())
 }
 
 /// Two fixes to pbjson's output, so JSON behaves like Go's protojson:

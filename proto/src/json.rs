@@ -222,6 +222,28 @@ mod tests {
     use crate::flow::{Flow, Verdict};
 
     #[test]
+    fn a_flow_line_begins_with_the_flow_as_hubble_prints_it() {
+        // Go's protojson keeps the .proto's field order: the oneof first, then node_name, time.
+        let response = GetFlowsResponse {
+            node_name: "node-1".into(),
+            time: Some(crate::wkt::Timestamp {
+                seconds: 1,
+                nanos: 0,
+            }),
+            response_types: Some(crate::observer::get_flows_response::ResponseTypes::Flow(
+                Flow {
+                    node_name: "node-1".into(),
+                    ..Default::default()
+                },
+            )),
+        };
+        assert_eq!(
+            response_to_line(&response).unwrap(),
+            r#"{"flow":{"node_name":"node-1"},"node_name":"node-1","time":"1970-01-01T00:00:01Z"}"#
+        );
+    }
+
+    #[test]
     fn raw_filters_print_like_the_hubble_cli() {
         let filter = FlowFilter {
             source_pod: vec!["tools/loadgen-1".into()],
