@@ -2,9 +2,11 @@
 //! same run. Needs root.
 //!
 //! Path: netlab's node1 routes frontend → catalog (pod veth → node → pod veth). A bounded UDP
-//! blaster in the frontend pod sends 64-byte datagrams, each from a new source port — every
-//! packet a new flow, so each crosses both watched interfaces as a conntrack miss that writes
-//! a record (the costliest case). The catalog pod counts what arrives.
+//! blaster in the frontend pod sends 64-byte datagrams, each from a new source port (and, every
+//! 64 k datagrams, to the next of 8 destination ports, so no tuple returns while the conntrack
+//! could still hold it) — every packet a new flow, so each crosses both watched interfaces as a
+//! conntrack miss that writes a record (the costliest case; the records per forwarded packet
+//! are printed to show it). The catalog pod counts what arrives.
 //!
 //! Cases: `baseline` (no agent) and `agent` (the real `webb-agent` on node1, attached with TCX
 //! to `lxcfrontend` and `lxccatalog`, 65535-flow ring). Criterion times the sender per packet
@@ -30,18 +32,21 @@ const ROUND_MAX_PACKETS: u64 = 2_000_000;
 const GOAL_RATIO: f64 = 0.97;
 const GOAL_RSS_MB: f64 = 64.0;
 
+/// Destination ports the blaster cycles through, one receiving socket each.
+const DST_PORTS: [u16; 8] = [9, 10, 11, 12, 13, 14, 15, 16];
+
 struct Path {
     sender_ns: String,
     src: std::net::Ipv4Addr,
-    dst: SocketAddrV4,
-    receiver: Receiver,
+    dst: std::net::Ipv4Addr,
+    receivers: Vec<Receiver>,
 }
 
 impl Path {
     fn blast(&self, count: u64, limit: Duration) -> blast::Blast {
         let (src, dst) = (self.src, self.dst);
         netlab::netns::spawn_in(&self.sender_ns, move || {
-            blast::udp_new_flows(src, dst, PAYLOAD, count, limit)
+            blast::udp_new_flows_to(src, dst, &DST_PORTS, PAYLOAD, count, limit)
         })
         .expect("sender namespace")
         .join()
@@ -50,12 +55,28 @@ impl Path {
 
     /// Delivered packets/s over one round (arrivals counted until the path is quiet).
     fn round(&self) -> f64 {
-        let before = self.receiver.received();
+        let before = self.received();
         let b = self.blast(ROUND_MAX_PACKETS, ROUND);
-        let after = self
-            .receiver
-            .settled(Duration::from_millis(50), Duration::from_secs(2));
+        let after = self.settled();
         (after - before) as f64 / b.elapsed.as_secs_f64()
+    }
+
+    fn received(&self) -> u64 {
+        self.receivers.iter().map(Receiver::received).sum()
+    }
+
+    /// The count once nothing more arrived for 50 ms (at most 2 s).
+    fn settled(&self) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut last = self.received();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = self.received();
+            if now == last || std::time::Instant::now() >= deadline {
+                return now;
+            }
+            last = now;
+        }
     }
 }
 
@@ -77,10 +98,15 @@ fn main() {
         topo.pod("frontend").unwrap().clone(),
         topo.pod("catalog").unwrap().clone(),
     );
-    let dst = SocketAddrV4::new(catalog.ipv4, 9);
-    let receiver = netlab::netns::spawn_in(&catalog.netns, move || {
-        let sock = UdpSocket::bind(dst).expect("bind receiver");
-        Receiver::start(sock)
+    let dst = catalog.ipv4;
+    let receivers = netlab::netns::spawn_in(&catalog.netns, move || {
+        DST_PORTS
+            .iter()
+            .map(|&p| {
+                let sock = UdpSocket::bind(SocketAddrV4::new(dst, p)).expect("bind receiver");
+                Receiver::start(sock)
+            })
+            .collect::<Vec<_>>()
     })
     .unwrap()
     .join();
@@ -88,7 +114,7 @@ fn main() {
         sender_ns: frontend.netns.clone(),
         src: frontend.ipv4,
         dst,
-        receiver,
+        receivers,
     };
     // Neighbours resolved and caches warm before anything is measured.
     path.blast(10_000, Duration::from_secs(2));
@@ -131,6 +157,13 @@ fn main() {
     let ratio = a / b;
     let rss_mb = hwm_kb as f64 / 1024.0;
     println!("\nforwarding frontend → node1 → catalog, 64-byte UDP, every packet a new flow:");
+    // Other work on the machine moves these figures: say how busy it was.
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        println!(
+            "  load average {}",
+            l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        );
+    }
     println!(
         "  baseline (no agent)   {:9.0} pps  {:7.0} ns/pkt   rounds {:?}",
         b,
@@ -149,10 +182,14 @@ fn main() {
         if ratio >= GOAL_RATIO { "met" } else { "MISSED" },
         1e9 / a - 1e9 / b
     );
+    // Each forwarded packet crosses two watched hooks: 2 records per packet when every one is
+    // a conntrack miss (a lower figure means tuples were still cached and the load was lighter).
+    let seen = delta("webb_datapath_packets_total");
     println!(
-        "  agent during the rounds: {} packets seen, {} records, {} lost (datapath_ring), {} flows decoded (goal: 0 lost: {})",
-        delta("webb_datapath_packets_total"),
+        "  agent during the rounds: {} hook passes, {} records ({:.2} per forwarded packet, 2.00 = every packet a new flow at both hooks), {} lost (datapath_ring), {} flows decoded (goal: 0 lost: {})",
+        seen,
         delta("webb_datapath_events_total"),
+        2.0 * delta("webb_datapath_events_total") / seen.max(1.0),
         delta("webb_lost_events_total{stage=\"datapath_ring\"}"),
         delta("webb_flows_total"),
         if delta("webb_lost_events_total{stage=\"datapath_ring\"}") == 0.0 {

@@ -32,6 +32,24 @@ pub fn udp_new_flows(
     count: u64,
     duration: Duration,
 ) -> io::Result<Blast> {
+    udp_new_flows_to(src, *dst.ip(), &[dst.port()], payload, count, duration)
+}
+
+/// [`udp_new_flows`] over several destination ports: after each round of source ports the next
+/// destination port, so a tuple comes back only after `ports.len()` × 64 k others — far past
+/// what the conntrack's LRU keeps (its eviction is approximate: with one port, about half the
+/// packets of a long blast still found their tuple).
+pub fn udp_new_flows_to(
+    src: Ipv4Addr,
+    dst_ip: Ipv4Addr,
+    ports: &[u16],
+    payload: usize,
+    count: u64,
+    duration: Duration,
+) -> io::Result<Blast> {
+    assert!(!ports.is_empty(), "at least one destination port");
+    let dst = SocketAddrV4::new(dst_ip, ports[0]);
+    let mut next_dport = 0usize;
     // SAFETY: plain socket(2); the fd is owned below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
     if fd < 0 {
@@ -70,6 +88,8 @@ pub fn udp_new_flows(
         }
         pkt[20..22].copy_from_slice(&port.to_be_bytes());
         port = if port == u16::MAX {
+            next_dport = (next_dport + 1) % ports.len();
+            pkt[22..24].copy_from_slice(&ports[next_dport].to_be_bytes());
             FIRST_PORT
         } else {
             port + 1
