@@ -43,8 +43,10 @@ const TUI_EXAMPLES: &str = "\
 Examples:
   Live view of the relay, errors of namespace demo only:
     webb tui --filter '--from-namespace demo --http-status 5+'
-  Open on the last hour of history (relay with a flow store):
+  Open on the last hour of history (relay with a flow store), then follow live flows:
     webb tui --since 1h
+  One window of history, not followed:
+    webb tui --since 2026-12-07T09:00:00Z --until 2026-12-07T09:30:00Z
   Browse saved flows:
     webb tui --input-file flows.json
 Keys: ? shows them all; / edits the filter; space pauses; Enter shows a flow; 1-4 switch views.";
@@ -214,12 +216,16 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct TuiArgs {
-    /// Open on history since TIME (relative like 1h, or RFC 3339); needs a relay with a store for old flows
-    #[arg(long, value_name = "TIME")]
+    /// Open on history since TIME (relative like 1h, or RFC 3339, as webb observe), then follow
+    /// live flows; a relay with a flow store has older history than its ring
+    #[arg(long, value_name = "TIME", conflicts_with = "input_file")]
     pub since: Option<String>,
-    /// Flows of history to ask for at start when --since is not given
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub last: u64,
+    /// Show history until TIME only (relative or RFC 3339), without following live flows
+    #[arg(long, value_name = "TIME", conflicts_with = "input_file")]
+    pub until: Option<String>,
+    /// Flows of history to ask for at start [default: 1000 without --since, all with it]
+    #[arg(long, value_name = "N", conflicts_with = "input_file")]
+    pub last: Option<u64>,
     /// Flows kept in the viewer (older ones are evicted and counted)
     #[arg(long, value_name = "N", default_value_t = crate::viewer::state::DEFAULT_CAPACITY,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(|n| n as usize))]
@@ -240,7 +246,8 @@ pub struct SqlArgs {
     /// A read-only query over table `flows` (SCHEMA.md of flow-store); `-` or none reads it
     /// from standard input
     pub query: Option<String>,
-    /// The relay's HTTP port (its JSON API), http://host:port or host:port
+    /// The relay's HTTP port (its JSON API): host:port or http://host:port; https://host:port
+    /// or tls://host:port when it serves TLS (with the TLS flags below, as for observe)
     #[arg(long, env = "WEBB_API", default_value = "localhost:9965")]
     pub api: String,
     /// Bearer token of the relay's API (its --api-token)
@@ -256,7 +263,11 @@ Examples:
   Flows per verdict in the last hour:
     webb sql \"SELECT verdict, count(*) AS n FROM flows WHERE time > now() - interval '1 hour' GROUP BY verdict\"
   A query from a file, against a relay elsewhere:
-    webb sql --api http://relay:9965 - < query.sql";
+    webb sql --api http://relay:9965 - < query.sql
+  A relay whose HTTP port serves mTLS (the TLS flags of webb observe):
+    webb sql --api https://relay:9965 --tls-ca-cert-files ca.crt \\
+      --tls-client-cert-file client-alice.crt --tls-client-key-file client-alice.key \\
+      \"SELECT count(*) FROM flows\"";
 
 /// Entry point of the `webb` binary.
 pub fn main() -> ExitCode {
@@ -340,8 +351,14 @@ async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<()> {
     if query.trim().is_empty() {
         bail!("no query: give one as the argument or on standard input");
     }
-    let (text, answer) =
-        crate::sql::run_query(&args.api, args.api_token.as_deref(), &query, cli.timeout).await?;
+    let (text, answer) = crate::sql::run_query(
+        &args.api,
+        &cli.tls,
+        args.api_token.as_deref(),
+        &query,
+        cli.timeout,
+    )
+    .await?;
     let mut out = io::stdout().lock();
     if args.output == "json" {
         writeln!(out, "{}", text.trim_end())?;
@@ -531,19 +548,18 @@ async fn tui(cli: &Cli, args: &TuiArgs) -> anyhow::Result<()> {
     let (source, label) = match &args.input_file {
         Some(path) => (run::Source::File(path.clone()), format!("file {path}")),
         None => {
-            let since = match &args.since {
-                Some(s) => Some(crate::time::to_timestamp(
-                    crate::time::parse_time(s, chrono::Utc::now())
-                        .map_err(|e| anyhow::anyhow!("--since: {e}"))?,
-                )),
-                None => None,
+            let history = run::History {
+                since: args.since.clone(),
+                until: args.until.clone(),
+                last: args.last,
             };
+            let request = run::viewer_request(&history, chrono::Utc::now())?;
             (
                 run::Source::Server {
                     server: cli.server.clone(),
                     tls: Box::new(cli.tls.clone()),
                     timeout: cli.timeout,
-                    request: Box::new(run::viewer_request(since, args.last)),
+                    request: Box::new(request),
                 },
                 cli.server.clone(),
             )

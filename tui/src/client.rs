@@ -20,24 +20,37 @@ pub struct ServerAddress {
 /// Parses `--server`: `host:port`, `http://host:port`, or `tls://host:port` (as Hubble;
 /// `https://` is taken the same way).
 pub fn server_address(server: &str) -> anyhow::Result<ServerAddress> {
-    let server = server.trim();
-    if server.is_empty() {
-        bail!("--server is empty; expected host:port (e.g. {DEFAULT_SERVER})");
+    address("--server", server, DEFAULT_SERVER)
+}
+
+/// Parses an address given to `flag` the way `--server` is read: `host:port`,
+/// `http://host:port`, or `tls://host:port` / `https://host:port` for TLS (so `webb sql --api`
+/// and `webb observe --server` take the same forms). `example` goes into the errors.
+pub fn address(flag: &str, value: &str, example: &str) -> anyhow::Result<ServerAddress> {
+    let value = value.trim();
+    if value.is_empty() {
+        bail!("{flag} is empty; expected host:port (e.g. {example})");
     }
-    let (rest, tls_scheme) = if let Some(r) = server
+    let (rest, tls_scheme) = if let Some(r) = value
         .strip_prefix("tls://")
-        .or_else(|| server.strip_prefix("https://"))
+        .or_else(|| value.strip_prefix("https://"))
     {
         (r, true)
     } else {
-        (server.strip_prefix("http://").unwrap_or(server), false)
+        (value.strip_prefix("http://").unwrap_or(value), false)
     };
     if rest.contains("://") {
-        bail!("unsupported scheme in --server {server:?}; expected host:port or tls://host:port");
+        bail!(
+            "unsupported scheme in {flag} {value:?}; expected host:port, http://host:port or \
+             tls://host:port"
+        );
     }
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() {
-        bail!("no host:port in --server {server:?}");
+        bail!("no host:port in {flag} {value:?}");
+    }
+    if rest.contains('/') {
+        bail!("{flag} {value:?} has a path; expected host:port (e.g. {example})");
     }
     Ok(ServerAddress {
         host_port: rest.to_string(),
@@ -145,6 +158,10 @@ mod tests {
         assert!(!b.tls_scheme);
         assert!(!server_address("localhost:4245").unwrap().tls_scheme);
         let e = server_address("ftp://x:1").unwrap_err().to_string();
-        assert!(e.contains("unsupported scheme"), "{e}");
+        assert!(e.contains("unsupported scheme in --server"), "{e}");
+        let e = address("--api", "http://relay:9965/x", "relay:9965")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--api") && e.contains("has a path"), "{e}");
     }
 }

@@ -291,9 +291,14 @@ fn bad_input_gives_clear_errors_and_a_failure_exit() {
         &["observe", "--server", "tls://relay:4245"],
         "--tls-ca-cert-files",
     );
+    // https:// asks for TLS, which needs the relay's CA (as tls:// does for observe).
     fails_with(
         &["sql", "--api", "https://relay:9965", "SELECT 1"],
-        "https is not supported",
+        "--tls-ca-cert-files",
+    );
+    fails_with(
+        &["sql", "--api", "ftp://relay:9965", "SELECT 1"],
+        "unsupported scheme in --api",
     );
     fails_with(
         &["sql", "--api", "127.0.0.1:9", "SELECT 1"],

@@ -60,14 +60,38 @@ pub fn ingest(app: &mut App, event: SourceEvent) {
     }
 }
 
-/// The request the viewer sends: follow, with history (`--since` or the last N), extras.
-pub fn viewer_request(since: Option<webb_proto::Timestamp>, last: u64) -> GetFlowsRequest {
-    let mut request = GetFlowsRequest {
-        follow: true,
-        number: if since.is_some() { 0 } else { last },
-        since,
+/// Flows of history the viewer asks for when neither `--since` nor `--last` says otherwise.
+pub const DEFAULT_HISTORY: u64 = 1000;
+
+/// The viewer's history selectors (`webb tui --since/--until/--last`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub last: Option<u64>,
+}
+
+/// The request the viewer sends, built by `webb observe`'s rules (same time parsing): history
+/// first — everything since `--since`, else the last `--last` (1000) flows, up to `--until` —
+/// then live flows, unless `--until` closes the window (Hubble ignores --until when following,
+/// so the viewer follows only without it). Webb's extras are asked for.
+pub fn viewer_request(
+    history: &History,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<GetFlowsRequest, crate::observe::SelectorError> {
+    let default_last = if history.since.is_some() {
+        0
+    } else {
+        DEFAULT_HISTORY
+    };
+    let selectors = crate::observe::Selectors {
+        last: history.last.unwrap_or(default_last),
+        follow: history.until.is_none(),
+        since: history.since.clone(),
+        until: history.until.clone(),
         ..Default::default()
     };
+    let mut request = crate::observe::build_request(&selectors, &Default::default(), now)?;
     webb_proto::options::set(
         &mut request,
         &FlowsRequestOptions {
@@ -75,7 +99,62 @@ pub fn viewer_request(since: Option<webb_proto::Timestamp>, last: u64) -> GetFlo
             ..Default::default()
         },
     );
-    request
+    Ok(request)
+}
+
+/// Where a reconnection picks up: after the newest flow already received, so that history
+/// (and live flows) are not shown twice when the server goes away and comes back.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// Time of the newest flow received.
+    newest: Option<webb_proto::Timestamp>,
+    /// UUIDs of the flows received at exactly that time.
+    at_newest: Vec<String>,
+    /// After a reconnection, until the first flow newer than `newest`.
+    catching_up: bool,
+}
+
+impl Resume {
+    /// Whether `flow` was already received; records it otherwise.
+    pub fn already_seen(&mut self, flow: &webb_proto::flow::Flow) -> bool {
+        let Some(time) = flow.time else {
+            return false;
+        };
+        let key = |t: &webb_proto::Timestamp| (t.seconds, t.nanos);
+        match self.newest.as_ref().map(|n| key(&time).cmp(&key(n))) {
+            Some(std::cmp::Ordering::Less) => {
+                if self.catching_up {
+                    return true;
+                }
+            }
+            Some(std::cmp::Ordering::Equal) => {
+                if self.catching_up && self.at_newest.contains(&flow.uuid) {
+                    return true;
+                }
+                self.at_newest.push(flow.uuid.clone());
+            }
+            None | Some(std::cmp::Ordering::Greater) => {
+                self.newest = Some(time);
+                self.at_newest.clear();
+                self.at_newest.push(flow.uuid.clone());
+                self.catching_up = false;
+            }
+        }
+        false
+    }
+
+    /// The request for a reconnection: `first` again until a flow arrived, then everything
+    /// since the newest one (the flows at that very time are recognised by UUID).
+    pub fn request(&mut self, first: &GetFlowsRequest) -> GetFlowsRequest {
+        let mut request = first.clone();
+        if let Some(newest) = self.newest {
+            self.catching_up = true;
+            request.since = Some(newest);
+            request.number = 0;
+            request.first = false;
+        }
+        request
+    }
 }
 
 fn send(tx: &mpsc::Sender<SourceEvent>, dropped: &AtomicU64, event: SourceEvent) -> bool {
@@ -119,27 +198,51 @@ async fn run_source(source: Source, tx: mpsc::Sender<SourceEvent>, dropped: Arc<
             tls,
             timeout,
             request,
-        } => loop {
-            match stream_once(&server, &tls, timeout, (*request).clone(), &tx, &dropped).await {
-                Ok(()) => {}
-                Err(e) => {
-                    if !send(
-                        &tx,
-                        &dropped,
-                        SourceEvent::Problem(format!("{e:#}; retrying")),
-                    ) {
+        } => {
+            let mut resume = Resume::default();
+            loop {
+                let attempt = resume.request(&request);
+                let follow = attempt.follow;
+                match stream_once(&server, &tls, timeout, attempt, &tx, &dropped, &mut resume).await
+                {
+                    // A closed window (--until) ends: nothing to reconnect for.
+                    Ok(()) if !follow => {
+                        let _ = tx
+                            .send(SourceEvent::Problem(
+                                "end of the requested history (--until); not following".into(),
+                            ))
+                            .await;
                         return;
                     }
+                    Ok(()) => {
+                        if !send(
+                            &tx,
+                            &dropped,
+                            SourceEvent::Problem(format!("{server} ended the stream; retrying")),
+                        ) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        if !send(
+                            &tx,
+                            &dropped,
+                            SourceEvent::Problem(format!("{e:#}; retrying")),
+                        ) {
+                            return;
+                        }
+                    }
                 }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            if tx.is_closed() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        },
+        }
     }
 }
 
+/// One GetFlows stream, until the server ends it (`Ok`) or fails.
 async fn stream_once(
     server: &str,
     tls: &webb_security::ClientTlsArgs,
@@ -147,7 +250,10 @@ async fn stream_once(
     request: GetFlowsRequest,
     tx: &mpsc::Sender<SourceEvent>,
     dropped: &AtomicU64,
+    resume: &mut Resume,
 ) -> anyhow::Result<()> {
+    // A closed window (--until) may wait for the UI: it loses nothing, and nothing is live.
+    let lossless = !request.follow;
     let channel = client::connect(server, tls, timeout).await?;
     let mut stream = ObserverClient::new(channel)
         .get_flows(request)
@@ -159,11 +265,22 @@ async fn stream_once(
         .await
         .map_err(|s| anyhow::anyhow!(client::status_message(&s)))?
     {
-        if !send(tx, dropped, SourceEvent::Response(Box::new(res))) {
+        if let Some(ResponseTypes::Flow(flow)) = &res.response_types
+            && resume.already_seen(flow)
+        {
+            continue;
+        }
+        let event = SourceEvent::Response(Box::new(res));
+        let delivered = if lossless {
+            tx.send(event).await.is_ok()
+        } else {
+            send(tx, dropped, event)
+        };
+        if !delivered {
             return Ok(());
         }
     }
-    anyhow::bail!("{server} ended the stream")
+    Ok(())
 }
 
 /// Runs the viewer until the user quits. The terminal is restored on exit and on panic.
@@ -232,4 +349,103 @@ pub async fn run(mut app: App, source: Source, fps: u32) -> anyhow::Result<()> {
     source_task.abort();
     let _ = reader.join();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use webb_proto::Timestamp;
+    use webb_proto::flow::Flow;
+
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc.with_ymd_and_hms(2026, 12, 7, 12, 0, 0).unwrap()
+    }
+
+    fn history(since: Option<&str>, until: Option<&str>, last: Option<u64>) -> History {
+        History {
+            since: since.map(str::to_string),
+            until: until.map(str::to_string),
+            last,
+        }
+    }
+
+    #[test]
+    fn without_selectors_the_viewer_asks_for_the_last_1000_then_follows() {
+        let r = viewer_request(&History::default(), now()).unwrap();
+        assert_eq!(
+            (r.number, r.follow, r.since, r.until),
+            (1000, true, None, None)
+        );
+        assert!(
+            webb_proto::options::from_request(&r)
+                .unwrap()
+                .include_extras
+        );
+        let r = viewer_request(&history(None, None, Some(50)), now()).unwrap();
+        assert_eq!((r.number, r.follow), (50, true));
+    }
+
+    #[test]
+    fn since_asks_for_all_history_since_then_follows_with_observes_time_parsing() {
+        let r = viewer_request(&history(Some("1h"), None, None), now()).unwrap();
+        assert_eq!(r.number, 0);
+        assert!(r.follow);
+        let hour_ago = crate::time::to_timestamp(now() - chrono::Duration::hours(1));
+        assert_eq!(r.since, Some(hour_ago));
+        let r = viewer_request(
+            &history(Some("2026-12-07T11:30:00Z"), None, Some(10)),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(r.number, 10);
+        assert_eq!(r.since.unwrap().seconds, now().timestamp() - 1800);
+        let e = viewer_request(&history(Some("yesterday-ish"), None, None), now()).unwrap_err();
+        assert!(e.to_string().contains("since"), "{e}");
+    }
+
+    #[test]
+    fn until_closes_the_window_and_does_not_follow() {
+        let r = viewer_request(&history(Some("1h"), Some("30m"), None), now()).unwrap();
+        assert!(!r.follow);
+        assert_eq!(r.number, 0);
+        assert_eq!(r.until.unwrap().seconds, now().timestamp() - 1800);
+        let r = viewer_request(&history(None, Some("30m"), None), now()).unwrap();
+        assert_eq!((r.number, r.follow), (1000, false));
+    }
+
+    fn flow(seconds: i64, uuid: &str) -> Flow {
+        Flow {
+            time: Some(Timestamp { seconds, nanos: 0 }),
+            uuid: uuid.to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_reconnection_asks_since_the_newest_flow_and_skips_what_was_shown() {
+        let first = viewer_request(&history(Some("1h"), None, None), now()).unwrap();
+        let mut resume = Resume::default();
+        // Nothing arrived yet: the same request again.
+        assert_eq!(resume.request(&first), first);
+        for (t, id) in [(10, "a"), (20, "b"), (20, "c")] {
+            assert!(!resume.already_seen(&flow(t, id)));
+        }
+        let again = resume.request(&first);
+        assert_eq!(
+            again.since,
+            Some(Timestamp {
+                seconds: 20,
+                nanos: 0
+            })
+        );
+        assert_eq!((again.number, again.follow), (0, true));
+        // The server sends from time 20 on: b and c again, d new at the same time, then e.
+        assert!(resume.already_seen(&flow(20, "b")));
+        assert!(resume.already_seen(&flow(20, "c")));
+        assert!(!resume.already_seen(&flow(20, "d")));
+        assert!(!resume.already_seen(&flow(30, "e")));
+        // Caught up: a late, older flow within one stream is shown, not taken for a repeat.
+        assert!(!resume.already_seen(&flow(25, "f")));
+    }
 }
