@@ -173,6 +173,12 @@ impl FlowStore {
             source,
         };
         std::fs::create_dir_all(&config.dir).map_err(dir_err)?;
+        // DataFusion's local object store reads absolute paths only: a relative --store-dir
+        // (the default is ./webb-data) must not turn every history query into "not found".
+        let config = StoreConfig {
+            dir: std::fs::canonicalize(&config.dir).map_err(dir_err)?,
+            ..config
+        };
         let rec = segment::scan(&config.dir).map_err(dir_err)?;
         if rec.removed_temp + rec.removed_replaced > 0 {
             tracing::info!(

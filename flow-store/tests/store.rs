@@ -74,6 +74,27 @@ fn by_uuid(mut v: Vec<Flow>) -> Vec<Flow> {
 }
 
 #[test]
+fn a_store_opened_by_a_relative_path_answers_history_queries() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The same directory, named relative to the working directory (as `--store-dir webb-data`).
+    let cwd = std::env::current_dir().unwrap();
+    let mut relative = PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        relative.push("..");
+    }
+    relative.push(tmp.path().strip_prefix("/").unwrap());
+    assert!(relative.is_relative());
+    let store = FlowStore::open(config(&relative)).unwrap();
+    let flows = FlowGenerator::new(5, hour_start_ago(1), 10).batch(0, 20);
+    for f in &flows {
+        assert!(store.try_append(f.clone()));
+    }
+    store.flush().unwrap();
+    assert_eq!(parquet_files(tmp.path()).len(), 1);
+    assert_eq!(all(&store).len(), flows.len());
+}
+
+#[test]
 fn a_flush_writes_zstd_parquet_into_hive_date_and_hour_partitions() {
     let tmp = tempfile::tempdir().unwrap();
     let store = FlowStore::open(config(tmp.path())).unwrap();
