@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use std::sync::atomic::AtomicBool;
+
+use webb_scenarios::demo::{Binaries, Options, Ports, Stack};
 use webb_scenarios::{Process, binary, free_port, retry_until};
 
 const FLOWS: usize = 400;
@@ -262,4 +265,102 @@ fn the_real_hubble_cli_prints_what_webb_prints_over_plaintext_and_mtls() {
 
     plain.assert_running();
     secure.assert_running();
+}
+
+/// Filters on the demo's real traffic, over one closed time window so both CLIs see the same flows.
+const LIVE_CASES: &[&[&str]] = &[
+    &[],
+    &["-o", "json"],
+    &["-o", "dict"],
+    &["--print-node-name", "--time-format", "StampMilli"],
+    &["--from-pod", "shop/frontend", "--protocol", "http"],
+    &["--verdict", "DROPPED", "-o", "json"],
+    &["--type", "l7", "--http-status", "2+"],
+    &["--protocol", "dns", "-o", "json"],
+    &["--namespace", "data", "--not", "--verdict", "FORWARDED"],
+    &["--type", "policy-verdict"],
+    &["--protocol", "icmp"],
+];
+
+#[test]
+fn the_real_hubble_cli_reads_the_demos_agents_and_relay_as_webb_does() {
+    let Some(hubble) = hubble_bin() else {
+        eprintln!("HUBBLE_BIN is not set: the real hubble CLI is not compared (see README)");
+        return;
+    };
+    netlab::cleanup_stale("whub");
+    let prefix = netlab::unique_prefix("whub");
+    let work = tempfile::tempdir().expect("a work directory");
+    let d = work.path();
+    let bins = Binaries {
+        agent: binary("webb-agent"),
+        relay: binary("webb-relay"),
+        webb: binary("webb"),
+    };
+    let topo = netlab::Topology::build(&prefix).expect("building the shop's network");
+    let stop = AtomicBool::new(false);
+    let mut stack = Stack::start(
+        &topo,
+        &bins,
+        &Ports::free(topo.nodes().len()),
+        &Options::default(),
+        d,
+        &stop,
+    )
+    .expect("starting agents and relay");
+    let plan = netlab::Plan {
+        duration: Duration::from_secs(8),
+        max_requests: 1_000,
+        ..Default::default()
+    };
+    let since = now_rfc3339();
+    netlab::Traffic::start(&topo, plan)
+        .expect("starting the traffic")
+        .wait();
+    // Past the relay's sort buffer, so the window is complete when both CLIs read it.
+    std::thread::sleep(Duration::from_secs(3));
+    let until = now_rfc3339();
+    let window = ["--since", since.as_str(), "--until", until.as_str()];
+
+    let agent = stack.agents[0].addr.clone();
+    for server in [agent.as_str(), stack.relay.as_str()] {
+        let status = run(&hubble, &["status", "--server", server], d);
+        assert!(
+            status.status.success() && text(&status.stdout).contains("Healthcheck (via"),
+            "hubble status --server {server}: {}{}",
+            text(&status.stdout),
+            text(&status.stderr)
+        );
+        let mut printed = 0;
+        for case in LIVE_CASES {
+            let args = [&["observe", "--server", server][..], &window, case].concat();
+            let out = run(&hubble, &args, d);
+            printed += text(&out.stdout).lines().count();
+            if text(&out.stdout).is_empty() {
+                // A filter the agent's own node never matches (e.g. the db lives elsewhere).
+                assert_eq!(text(&run(&binary("webb"), &args, d).stdout), "");
+                continue;
+            }
+            assert_same(&hubble, d, &args);
+        }
+        assert!(
+            printed > 100,
+            "{server}: only {printed} lines for all cases"
+        );
+    }
+    let nodes = run(&hubble, &["list", "nodes", "--server", &stack.relay], d);
+    let listed = text(&nodes.stdout);
+    assert_eq!(
+        listed.lines().filter(|l| l.contains("Connected")).count(),
+        topo.nodes().len(),
+        "{listed}"
+    );
+
+    stack.stop_all();
+    drop(stack);
+    topo.teardown().expect("deleting the network");
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
