@@ -415,6 +415,17 @@ static __always_inline __u32 ipcache_lookup(const __u32 *addr)
 	return v ? v->identity : ID_WORLD;
 }
 
+/* Looks both ends of a connection up in the ipcache again. A global function: the verifier
+ * checks it once on its own instead of in every state of the conntrack path. */
+__attribute__((noinline)) int webb_ct_identities(struct ct_key *k, struct ct_entry *e)
+{
+	if (!k || !e)
+		return 0;
+	e->id_lo = ipcache_lookup(k->lo);
+	e->id_hi = ipcache_lookup(k->hi);
+	return 0;
+}
+
 /* Whether (a, pa) orders before (b, pb). Any total order works; this one is cheap. */
 static __always_inline int end_lt(const __u32 *a, __u16 pa, const __u32 *b, __u16 pb)
 {
@@ -882,6 +893,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		if (e->policy_rev != rev) {
 			__u32 old_rule = e->rule_id;
 			__u8 old_verdict = e->verdict;
+			/* The ipcache may have changed with it (a toFQDNs address's identity given
+			 * back, maybe to another address): look both ends up again. */
+			webb_ct_identities(&k, e);
 			__u8 hook = d ? (dir == WEBB_DIR_INGRESS ? WEBB_DIR_EGRESS : WEBB_DIR_INGRESS) : dir;
 			__u32 osrc = e->init_lo ? e->id_lo : e->id_hi;
 			__u32 odst = e->init_lo ? e->id_hi : e->id_lo;

@@ -226,8 +226,6 @@ pub struct FqdnControl {
     /// `None`: answers are never held (they may then race the first packet to a new address).
     pub reinjector: Option<std::sync::Arc<crate::reinject::Reinjector>>,
     pub counts: std::sync::Arc<crate::pipeline::DnsCounts>,
-    /// Learned pairs evicted, as last counted.
-    pub fqdn_evicted_seen: u64,
 }
 
 impl FqdnControl {
@@ -258,11 +256,6 @@ impl FqdnControl {
         if let Some(h) = &ev.held {
             self.counts.put_back(self.reinjector.as_deref(), h);
         }
-        let evicted = engine.learned().evicted();
-        self.counts
-            .fqdn_evicted
-            .inc_by(evicted.saturating_sub(self.fqdn_evicted_seen));
-        self.fqdn_evicted_seen = evicted;
         report
     }
 

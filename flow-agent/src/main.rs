@@ -128,6 +128,12 @@ struct Args {
     /// delivers them at once.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     fqdn_hold: bool,
+
+    /// CIDR identities in use at once: the prefixes policies name plus the addresses learned
+    /// for toFQDNs (each gives its identity back when its TTL and grace run out). Past it new
+    /// learned addresses are refused, counted in webb_fqdn_refused_total and logged.
+    #[arg(long, default_value_t = policy::compile::MAX_CIDR_IDENTITIES, value_name = "N")]
+    cidr_identities: usize,
 }
 
 fn parse_capacity(s: &str) -> Result<usize, String> {
@@ -297,7 +303,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         interfaces: interfaces_of(&dp),
         policy: Arc::new(PolicyView::default()),
     });
-    let mut engine = PolicyEngine::new();
+    let mut engine = PolicyEngine::with_cidr_identities(args.cidr_identities);
     // What `webb status` shows: the revision in force and the last rejected load.
     let policy_status = Arc::new(PolicyStatus::new(&node, args.policy.as_deref()));
     let mut policy_files = args.policy.as_ref().map(PolicyFiles::new);
@@ -361,7 +367,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         grace,
         reinjector,
         counts: dns_tap.counts.clone(),
-        fqdn_evicted_seen: 0,
     };
     fqdn.sync_hold(&engine, &mut dp);
     let pipeline = tokio::spawn(pipeline::run_with_dns(
@@ -448,6 +453,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 if let Some(r) = fqdn.on_dns(&mut engine, &mut dp, &current, ev, publish) {
                     metrics.set_policy(r.revision, r.entries, r.policies);
                 }
+                metrics.set_fqdn(engine.fqdn_stats());
                 continue;
             }
             _ = tick.tick() => {}
@@ -458,6 +464,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "cannot withdraw expired toFQDNs addresses"),
         }
+        metrics.set_fqdn(engine.fqdn_stats());
         ticks += 1;
         let mut changed = false;
         if let Some(loaded) = endpoints_file.as_mut().and_then(EndpointsFile::poll) {

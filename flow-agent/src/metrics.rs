@@ -22,6 +22,77 @@ struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// `toFQDNs` learning: the identities of learned addresses, given back and refused.
+#[derive(Debug, Default)]
+struct FqdnMetrics {
+    live: Gauge,
+    cidr: Family<StateLabels, Gauge>,
+    released: Counter,
+    refused: Family<ReasonLabels, Counter>,
+    last: Mutex<crate::policy::FqdnStats>,
+}
+
+impl FqdnMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "webb_fqdn_identities",
+            "Addresses learned from DNS answers (toFQDNs) holding an identity now",
+            self.live.clone(),
+        );
+        registry.register(
+            "webb_cidr_identities",
+            "CIDR identities (policies' prefixes and learned toFQDNs addresses): in_use now, max at once (--cidr-identities)",
+            self.cidr.clone(),
+        );
+        registry.register(
+            "webb_fqdn_identities_released",
+            "Identities learned toFQDNs addresses gave back when their TTL and grace ran out",
+            self.released.clone(),
+        );
+        registry.register(
+            "webb_fqdn_refused",
+            "toFQDNs addresses not allowed: every CIDR identity was held by a live address (reason=identities), or the learned (address, name) table was full of live pairs (reason=names)",
+            self.refused.clone(),
+        );
+        for reason in ["identities", "names"] {
+            let _ = self.refused.get_or_create(&ReasonLabels { reason });
+        }
+    }
+
+    fn set(&self, now: crate::policy::FqdnStats) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let id = now.identities;
+        self.live.set(id.live as i64);
+        self.cidr
+            .get_or_create(&StateLabels { state: "in_use" })
+            .set(id.in_use as i64);
+        self.cidr
+            .get_or_create(&StateLabels { state: "max" })
+            .set(id.cap as i64);
+        self.released
+            .inc_by(id.released.saturating_sub(last.identities.released));
+        self.refused
+            .get_or_create(&ReasonLabels {
+                reason: "identities",
+            })
+            .inc_by(id.refused.saturating_sub(last.identities.refused));
+        self.refused
+            .get_or_create(&ReasonLabels { reason: "names" })
+            .inc_by(now.names_refused.saturating_sub(last.names_refused));
+        *last = now;
+    }
+}
+
 /// Totals the datapath keeps (per-CPU counters summed), reported as counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DatapathTotals {
@@ -54,6 +125,7 @@ pub struct Metrics {
     policy_revision: Gauge,
     policy_entries: Gauge,
     policy_count: Gauge,
+    fqdn: FqdnMetrics,
 }
 
 /// Loss stages named in `webb_lost_events_total`.
@@ -181,6 +253,8 @@ impl Metrics {
         );
         let policy_count = Gauge::default();
         registry.register("webb_policies", "Policies in force", policy_count.clone());
+        let fqdn = FqdnMetrics::default();
+        fqdn.register(&mut registry);
         // Every stage is exported from the start, at zero, so dashboards see the series.
         for s in [
             stage::DATAPATH_RING,
@@ -212,6 +286,7 @@ impl Metrics {
             policy_revision,
             policy_entries,
             policy_count,
+            fqdn,
         }
     }
 
@@ -268,6 +343,11 @@ impl Metrics {
         self.policy_revision.set(i64::from(revision));
         self.policy_entries.set(entries as i64);
         self.policy_count.set(policies as i64);
+    }
+
+    /// How `toFQDNs` learning stands (totals; the counters advance by what is new).
+    pub fn set_fqdn(&self, now: crate::policy::FqdnStats) {
+        self.fqdn.set(now);
     }
 
     /// Records the datapath's current totals; returns how many reserve failures are new (so

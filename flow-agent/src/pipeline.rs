@@ -91,8 +91,6 @@ pub struct DnsCounts {
     pub names_evicted: Counter,
     /// Answers the policy's queue had no room for (not learned for toFQDNs).
     pub learn_dropped: Counter,
-    /// (address, name) pairs toFQDNs forgot early because its table was full.
-    pub fqdn_evicted: Counter,
     /// Held answers put back (by the pipeline or the policy engine).
     pub held: Counter,
     /// Held answers that could not be put back (the client will retry its query).
@@ -122,11 +120,6 @@ impl DnsCounts {
                 "webb_dns_learn_dropped",
                 "DNS answers toFQDNs did not learn: its queue was full",
                 &self.learn_dropped,
-            ),
-            (
-                "webb_fqdn_evicted",
-                "Learned toFQDNs (address, name) pairs forgotten early: the table was full",
-                &self.fqdn_evicted,
             ),
             (
                 "webb_dns_held",

@@ -56,17 +56,17 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Self::with_engine(PolicyEngine::new())
+    }
+
+    fn with_engine(engine: PolicyEngine) -> Fixture {
         let cfg = DatapathConfig {
             kernel_drops: false,
             ..DatapathConfig::default()
         };
         let dp = Datapath::load(cfg).expect("load datapath (needs root and BPF)");
         let eps = Endpoints::parse(ENDPOINTS, "endpoints.yaml", "n1").unwrap();
-        let mut f = Fixture {
-            dp,
-            engine: PolicyEngine::new(),
-            eps,
-        };
+        let mut f = Fixture { dp, engine, eps };
         let p = policy::parse(POLICY, "policy.yaml").unwrap();
         f.engine
             .apply(&mut f.dp, &f.eps, Arc::new(p), |_| {})
@@ -80,6 +80,11 @@ impl Fixture {
     }
 
     fn learn(&mut self, name: &str, ip: &str, ttl: u32) -> bool {
+        self.learn_at(name, ip, ttl, Instant::now())
+    }
+
+    /// Learns an answer as if it arrived at `now` (no grace).
+    fn learn_at(&mut self, name: &str, ip: &str, ttl: u32, now: Instant) -> bool {
         let names = [format!("{name}.")];
         let ips: [IpAddr; 1] = [ip.parse().unwrap()];
         let answer = DnsAnswer {
@@ -88,16 +93,38 @@ impl Fixture {
             ttl,
         };
         self.engine
-            .learn(
-                &mut self.dp,
-                &self.eps,
-                answer,
-                Instant::now(),
-                Duration::ZERO,
-                |_| {},
-            )
+            .learn(&mut self.dp, &self.eps, answer, now, Duration::ZERO, |_| {})
             .unwrap()
             .is_some()
+    }
+
+    /// Forgets what expired by `now`; true if the policy was put in force again.
+    fn expire_at(&mut self, now: Instant) -> bool {
+        self.engine
+            .expire_learned(&mut self.dp, &self.eps, now, |_| {})
+            .unwrap()
+            .is_some()
+    }
+
+    /// The identity the agent gave a learned address, if any.
+    fn learned_identity(&self, ip: &str) -> Option<u32> {
+        let ip: IpAddr = ip.parse().unwrap();
+        self.engine.cidr_identities().get(&ip.into())
+    }
+
+    /// The verdict and the destination identity the datapath gives a new connection from the
+    /// client to `ip`:443.
+    fn connect(&mut self, ip: &str, sport: u16) -> (i32, u32) {
+        let (rc, recs) = self.run(
+            TcProgram::Ingress,
+            &tcp(CLIENT, sport, ip, 443, SYN, 1, b""),
+        );
+        let dst = recs
+            .iter()
+            .map(|r| RawEvent::parse(r).unwrap())
+            .find(|e| e.dport == 443)
+            .map_or(0, |e| e.dst_identity);
+        (rc, dst)
     }
 
     fn identity(&self, ip: &str) -> u32 {
@@ -214,4 +241,146 @@ fn dns_answers_to_a_selected_endpoint_are_held_whole_and_others_pass() {
     f.dp.set_fqdn_hold(&[]).unwrap();
     let (rc, _) = f.run(TcProgram::Egress, &answer);
     assert_eq!(rc, PASS, "holding off again");
+}
+
+/// A long-running agent resolves far more distinct addresses than it has identities for: each
+/// learned address gives its identity back when its TTL (plus grace) has run out, expired
+/// addresses are dropped again, a live address keeps its identity throughout, and an address
+/// that finds every identity held by a live one is refused and counted, never given one.
+#[test]
+fn learned_addresses_give_their_identities_back_so_resolving_never_runs_out() {
+    const CAP: usize = 3;
+    let mut f = Fixture::with_engine(PolicyEngine::with_cidr_identities(CAP));
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let mut sport = 41000u16;
+    let mut next_port = || {
+        sport += 1;
+        sport
+    };
+
+    // One address re-answered all along (TTL 60 s, answered every 10 s) ...
+    const LIVE: &str = "198.19.61.1";
+    assert!(f.learn_at("live.example.com", LIVE, 60, at(0)));
+    let live_id = f
+        .learned_identity(LIVE)
+        .expect("an identity for the live address");
+
+    // ... while 20 names, one every 10 s with a 5 s TTL, go through the other two identities.
+    let rounds = 20u64;
+    let mut previous: Option<String> = None;
+    for r in 0..rounds {
+        let now = at(10 * (r + 1));
+        f.expire_at(now);
+        f.learn_at("live.example.com", LIVE, 60, now);
+        let ip = format!("198.19.62.{}", r + 1);
+        assert!(
+            f.learn_at(&format!("n{r}.example.com"), &ip, 5, now),
+            "round {r}: a new address is learned"
+        );
+        let id = f
+            .learned_identity(&ip)
+            .expect("an identity for the new address");
+        let (rc, dst) = f.connect(&ip, next_port());
+        assert_eq!(rc, PASS, "round {r}: {ip} passes");
+        assert_eq!(
+            dst, id,
+            "round {r}: the datapath knows {ip} by its identity"
+        );
+        if let Some(old) = &previous {
+            assert_eq!(f.learned_identity(old), None, "round {r}: {old} expired");
+            let (rc, dst) = f.connect(old, next_port());
+            assert_eq!(rc, SHOT, "round {r}: expired {old} is dropped again");
+            assert_eq!(dst, flow_agent::identity::IDENTITY_WORLD);
+        }
+        assert_eq!(f.learned_identity(LIVE), Some(live_id), "round {r}");
+        let (rc, dst) = f.connect(LIVE, next_port());
+        assert_eq!((rc, dst), (PASS, live_id), "round {r}: the live address");
+        previous = Some(ip);
+    }
+    let s = f.engine.fqdn_stats();
+    assert_eq!(s.identities.cap, CAP);
+    assert_eq!(
+        s.identities.live, 2,
+        "the live address and the last round's"
+    );
+    assert_eq!(
+        s.identities.released,
+        rounds - 1,
+        "each round's address but the last"
+    );
+    assert_eq!(s.identities.refused, 0);
+
+    // All three identities held by live addresses: a fourth is refused (and counted), and
+    // nobody's identity changes hands.
+    let now = at(10 * rounds + 6);
+    assert!(f.expire_at(now), "the last round's address expired");
+    assert!(f.learn_at("a.example.com", "198.19.63.1", 30, now));
+    let held: Vec<Option<u32>> = [LIVE, "198.19.63.1"]
+        .iter()
+        .map(|ip| f.learned_identity(ip))
+        .collect();
+    f.learn_at("b.example.com", "198.19.63.2", 30, now);
+    assert_eq!(f.engine.fqdn_stats().identities.refused, 0, "not yet full");
+    f.learn_at("c.example.com", "198.19.63.3", 30, now);
+    let s = f.engine.fqdn_stats();
+    assert_eq!(
+        s.identities.refused, 1,
+        "the fourth live address is refused"
+    );
+    assert_eq!(s.identities.live, CAP);
+    assert_eq!(f.learned_identity("198.19.63.3"), None);
+    let (rc, dst) = f.connect("198.19.63.3", next_port());
+    assert_eq!((rc, dst), (SHOT, flow_agent::identity::IDENTITY_WORLD));
+    assert_eq!(
+        [LIVE, "198.19.63.1"]
+            .map(|ip| f.learned_identity(ip))
+            .to_vec(),
+        held
+    );
+
+    // Once the others expire, the refused name, asked again, gets an identity.
+    let now = at(10 * rounds + 40);
+    assert!(f.expire_at(now));
+    assert!(f.learn_at("c.example.com", "198.19.63.3", 30, now));
+    assert!(f.learned_identity("198.19.63.3").is_some());
+    assert_eq!(f.connect("198.19.63.3", next_port()).0, PASS);
+}
+
+/// An identity given back and handed to another address never lets the old address's
+/// connections through: the datapath looks a connection's ends up again after a policy change.
+#[test]
+fn a_connection_to_an_expired_address_is_not_let_through_by_its_identitys_next_owner() {
+    let mut f = Fixture::with_engine(PolicyEngine::with_cidr_identities(1));
+    let t0 = Instant::now();
+    const A: &str = "198.19.64.1";
+    const B: &str = "198.19.64.2";
+    assert!(f.learn_at("a.example.com", A, 5, t0));
+    let id = f.learned_identity(A).unwrap();
+    let (rc, _) = f.run(TcProgram::Ingress, &tcp(CLIENT, 42000, A, 443, SYN, 1, b""));
+    assert_eq!(rc, PASS);
+    let ack = tcp(CLIENT, 42000, A, 443, ACK, 2, b"");
+    assert_eq!(f.run(TcProgram::Ingress, &ack).0, PASS, "established");
+
+    let later = t0 + Duration::from_secs(10);
+    assert!(f.expire_at(later));
+    assert!(f.learn_at("b.example.com", B, 60, later));
+    assert_eq!(
+        f.learned_identity(B),
+        Some(id),
+        "the only identity, handed on"
+    );
+    assert_eq!(
+        f.connect(B, 42001).0,
+        PASS,
+        "the new owner passes under the identity"
+    );
+    let (rc, recs) = f.run(TcProgram::Ingress, &ack);
+    assert_eq!(rc, SHOT, "the old connection to {A} is dropped");
+    let dst = recs
+        .iter()
+        .map(|r| RawEvent::parse(r).unwrap())
+        .find(|e| e.dport == 443)
+        .map(|e| e.dst_identity);
+    assert_eq!(dst, Some(flow_agent::identity::IDENTITY_WORLD));
 }

@@ -23,7 +23,7 @@ use super::{Dir, EndpointSel, Entity, NsSel, Peer, Peers, Policy, Subject};
 
 /// First identity given to CIDRs (Cilium's node-local identity scope, 1 << 24).
 pub const CIDR_IDENTITY_BASE: u32 = 1 << 24;
-/// CIDR identities an agent hands out over its life.
+/// CIDR identities in use at once (policies' prefixes and learned `toFQDNs` hosts), by default.
 pub const MAX_CIDR_IDENTITIES: usize = 16384;
 /// Rule sets one revision can name (24 bits of the rule id).
 pub const MAX_RULE_SETS: usize = (1 << 24) - 1;
@@ -50,72 +50,7 @@ pub enum CompileError {
     TooManyRuleSets(usize),
 }
 
-/// Identities of the CIDRs policies name. They are handed out once and kept for the agent's
-/// life, so a reload never renumbers an address that connections already cached.
-#[derive(Debug, Clone, Default)]
-pub struct CidrIdentities {
-    by_prefix: BTreeMap<IpNet, u32>,
-    /// Names DNS answers gave for single addresses (`toFQDNs`), by their host prefix.
-    fqdn: BTreeMap<IpNet, BTreeSet<String>>,
-}
-
-impl CidrIdentities {
-    /// Gives every new prefix an identity; true if any was new.
-    pub fn ensure(&mut self, nets: impl IntoIterator<Item = IpNet>) -> Result<bool, CompileError> {
-        let mut added = false;
-        for n in nets {
-            let n = n.trunc();
-            if !self.by_prefix.contains_key(&n) {
-                let next = CIDR_IDENTITY_BASE + self.by_prefix.len() as u32;
-                self.by_prefix.insert(n, next);
-                added = true;
-            }
-        }
-        if self.by_prefix.len() > MAX_CIDR_IDENTITIES {
-            return Err(CompileError::TooManyCidrs(self.by_prefix.len()));
-        }
-        Ok(added)
-    }
-
-    /// Makes `learned` (address → names from DNS answers) the addresses `toFQDNs` selectors
-    /// see, each with an identity of its own host prefix; true if any identity is new.
-    pub fn set_fqdn(
-        &mut self,
-        learned: BTreeMap<std::net::IpAddr, BTreeSet<String>>,
-    ) -> Result<bool, CompileError> {
-        self.fqdn = learned
-            .into_iter()
-            .map(|(ip, names)| (IpNet::from(ip), names))
-            .collect();
-        let hosts: Vec<IpNet> = self.fqdn.keys().copied().collect();
-        self.ensure(hosts)
-    }
-
-    /// Names DNS answers gave for the host prefix `net` (empty for other prefixes).
-    pub fn fqdn_names(&self, net: &IpNet) -> impl Iterator<Item = &str> {
-        self.fqdn
-            .get(net)
-            .into_iter()
-            .flat_map(|n| n.iter().map(String::as_str))
-    }
-
-    /// Prefix → identity, for the ipcache.
-    pub fn entries(&self) -> Vec<(IpNet, u32)> {
-        self.by_prefix.iter().map(|(n, i)| (*n, *i)).collect()
-    }
-
-    pub fn get(&self, net: &IpNet) -> Option<u32> {
-        self.by_prefix.get(&net.trunc()).copied()
-    }
-
-    /// Labels of a CIDR identity, as Cilium gives them.
-    pub fn labels(&self, identity: u32) -> Option<Vec<String>> {
-        self.by_prefix
-            .iter()
-            .find(|(_, i)| **i == identity)
-            .map(|(n, _)| vec![format!("cidr:{n}"), "reserved:world".to_string()])
-    }
-}
+pub use super::cidr::{CidrIdentities, FqdnIdentityStats, FqdnUpdate};
 
 /// What an entry does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -94,8 +94,20 @@ impl FqdnSelector {
     }
 }
 
-/// Learned (address, name) pairs at most; past it the pair closest to expiry is evicted.
-pub const MAX_LEARNED: usize = 8192;
+/// Learned (address, name) pairs at most; past it new pairs are refused (and counted) until
+/// some expire, so a live address is never forgotten early.
+pub const MAX_LEARNED: usize = 65536;
+
+/// What [`LearnedNames::learn`] did with a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// A new pair: an address the policy may now allow.
+    New,
+    /// A known pair: only its expiry was pushed out.
+    Known,
+    /// The table is full of live pairs.
+    Refused,
+}
 
 /// Addresses DNS answers gave for names some `toFQDNs` selector selects, each with the instant
 /// its last answer's TTL (plus the grace) runs out.
@@ -103,48 +115,32 @@ pub const MAX_LEARNED: usize = 8192;
 pub struct LearnedNames {
     by_ip: BTreeMap<IpAddr, BTreeMap<String, Instant>>,
     pairs: usize,
-    evicted: u64,
+    refused: u64,
 }
 
 impl LearnedNames {
-    /// Records that `name` resolved to `ip` until `until`. True if the pair is new (an address
-    /// the policy may now allow); a known pair only has its expiry pushed out.
-    pub fn learn(&mut self, ip: IpAddr, name: &str, until: Instant) -> bool {
-        let names = self.by_ip.entry(ip).or_default();
-        if let Some(t) = names.get_mut(name) {
+    /// Records that `name` resolved to `ip` until `until`.
+    pub fn learn(&mut self, ip: IpAddr, name: &str, until: Instant) -> Learned {
+        if let Some(t) = self.by_ip.get_mut(&ip).and_then(|n| n.get_mut(name)) {
             *t = (*t).max(until);
-            return false;
+            return Learned::Known;
         }
-        names.insert(name.to_string(), until);
+        if self.pairs >= MAX_LEARNED {
+            self.refused += 1;
+            return Learned::Refused;
+        }
+        self.by_ip
+            .entry(ip)
+            .or_default()
+            .insert(name.to_string(), until);
         self.pairs += 1;
-        while self.pairs > MAX_LEARNED {
-            self.evict_soonest();
-        }
-        true
+        Learned::New
     }
 
-    fn evict_soonest(&mut self) {
-        let Some((ip, name)) = self
-            .by_ip
-            .iter()
-            .flat_map(|(ip, names)| names.iter().map(move |(n, t)| (*t, *ip, n)))
-            .min()
-            .map(|(_, ip, n)| (ip, n.clone()))
-        else {
-            return;
-        };
-        self.remove(ip, &name);
-        self.evicted += 1;
-    }
-
-    fn remove(&mut self, ip: IpAddr, name: &str) {
-        if let Some(names) = self.by_ip.get_mut(&ip) {
-            if names.remove(name).is_some() {
-                self.pairs -= 1;
-            }
-            if names.is_empty() {
-                self.by_ip.remove(&ip);
-            }
+    /// Forgets every name of `ip`.
+    pub fn forget(&mut self, ip: &IpAddr) {
+        if let Some(names) = self.by_ip.remove(ip) {
+            self.pairs -= names.len();
         }
     }
 
@@ -188,9 +184,9 @@ impl LearnedNames {
         self.pairs == 0
     }
 
-    /// Pairs evicted because the table was full.
-    pub fn evicted(&self) -> u64 {
-        self.evicted
+    /// Pairs refused because the table was full of live ones.
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     /// The names of every address, for the compiler: address → names.
@@ -298,25 +294,37 @@ mod tests {
     }
 
     #[test]
-    fn learned_pairs_expire_and_the_table_evicts_the_soonest_to_expire_when_full() {
+    fn learned_pairs_expire_and_a_table_full_of_live_pairs_refuses_new_ones() {
         let now = Instant::now();
         let mut l = LearnedNames::default();
         let ip: IpAddr = "198.18.5.1".parse().unwrap();
-        assert!(l.learn(ip, "a.example.", now + Duration::from_secs(5)));
-        assert!(!l.learn(ip, "a.example.", now + Duration::from_secs(9)));
+        assert_eq!(
+            l.learn(ip, "a.example.", now + Duration::from_secs(5)),
+            Learned::New
+        );
+        assert_eq!(
+            l.learn(ip, "a.example.", now + Duration::from_secs(9)),
+            Learned::Known
+        );
         assert!(!l.expire(now + Duration::from_secs(6)), "pushed out to 9 s");
         assert!(l.expire(now + Duration::from_secs(10)));
         assert!(l.is_empty());
-        for i in 0..MAX_LEARNED + 3 {
+        let later = now + Duration::from_secs(100);
+        for i in 0..MAX_LEARNED {
             let ip = IpAddr::from([198, 19, (i >> 8) as u8, i as u8]);
-            l.learn(ip, "b.example.", now + Duration::from_secs(100 + i as u64));
+            assert_eq!(l.learn(ip, "b.example.", later), Learned::New);
         }
+        let one_more = IpAddr::from([198, 18, 200, 1]);
+        assert_eq!(l.learn(one_more, "b.example.", later), Learned::Refused);
         assert_eq!(l.len(), MAX_LEARNED);
-        assert_eq!(l.evicted(), 3);
+        assert_eq!(l.refused(), 1);
         assert_eq!(
-            l.names_of(&IpAddr::from([198, 19, 0, 0])).count(),
-            0,
-            "the soonest to expire went first"
+            l.learn(IpAddr::from([198, 19, 0, 0]), "b.example.", later),
+            Learned::Known,
+            "a live pair is never pushed out"
         );
+        l.forget(&IpAddr::from([198, 19, 0, 0]));
+        assert_eq!(l.len(), MAX_LEARNED - 1);
+        assert_eq!(l.learn(one_more, "b.example.", later), Learned::New);
     }
 }

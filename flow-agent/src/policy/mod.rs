@@ -17,6 +17,7 @@
 //! - Kubernetes `namespaceSelector` sees the label every namespace has,
 //!   `kubernetes.io/metadata.name` (the endpoints file carries no other namespace labels).
 
+mod cidr;
 pub mod compile;
 pub mod fqdn;
 mod spec;
@@ -32,8 +33,8 @@ use ipnet::IpNet;
 use flow_filter::selector::Selector;
 
 pub use compile::{
-    CIDR_IDENTITY_BASE, CidrIdentities, CompileError, Compiled, Generation, PolicyView, RuleAction,
-    RuleSet, compile,
+    CIDR_IDENTITY_BASE, CidrIdentities, CompileError, Compiled, FqdnIdentityStats, FqdnUpdate,
+    Generation, PolicyView, RuleAction, RuleSet, compile,
 };
 pub use spec::NAMESPACE_LABEL;
 
@@ -571,6 +572,14 @@ pub struct PolicyEngine {
     fqdn_endpoints: BTreeSet<u32>,
 }
 
+/// The state of `toFQDNs` learning, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FqdnStats {
+    pub identities: FqdnIdentityStats,
+    /// (address, name) pairs refused because the learned table was full of live ones, in total.
+    pub names_refused: u64,
+}
+
 /// What one DNS answer said, as [`PolicyEngine::learn`] takes it.
 #[derive(Debug, Clone, Copy)]
 pub struct DnsAnswer<'a> {
@@ -583,6 +592,24 @@ pub struct DnsAnswer<'a> {
 impl PolicyEngine {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An engine whose CIDR identities (policies' prefixes and learned `toFQDNs` addresses)
+    /// number at most `cap` at once.
+    pub fn with_cidr_identities(cap: usize) -> Self {
+        PolicyEngine {
+            cidrs: CidrIdentities::with_capacity(cap),
+            ..Self::default()
+        }
+    }
+
+    /// How the identities of learned `toFQDNs` addresses stand, and the (address, name) pairs
+    /// refused because the learned table was full.
+    pub fn fqdn_stats(&self) -> FqdnStats {
+        FqdnStats {
+            identities: self.cidrs.fqdn_stats(),
+            names_refused: self.learned.refused(),
+        }
     }
 
     /// The policies in force.
@@ -660,7 +687,14 @@ impl PolicyEngine {
                 continue;
             }
             for name in &selected {
-                new |= self.learned.learn(*ip, name, until);
+                match self.learned.learn(*ip, name, until) {
+                    fqdn::Learned::New => new = true,
+                    fqdn::Learned::Known => {}
+                    fqdn::Learned::Refused => tracing::warn!(
+                        address = %ip, name = %name, max = fqdn::MAX_LEARNED,
+                        "toFQDNs: the table of learned (address, name) pairs is full of live ones; not allowed"
+                    ),
+                }
             }
         }
         if !new {
@@ -684,9 +718,51 @@ impl PolicyEngine {
         self.reapply_learned(dp, eps, publish).map(Some)
     }
 
+    /// Gives the learned addresses identities (see [`CidrIdentities::set_fqdn`]); addresses
+    /// refused one are forgotten (a later answer tries again), counted and logged.
+    fn learned_identities(
+        learned: &mut fqdn::LearnedNames,
+        cidrs: &mut CidrIdentities,
+    ) -> FqdnUpdate {
+        let up = cidrs.set_fqdn(learned.snapshot());
+        if let Some(first) = up.refused.first() {
+            let s = cidrs.fqdn_stats();
+            tracing::warn!(
+                refused = up.refused.len(), first = %first, in_use = s.in_use, max = s.cap,
+                "toFQDNs: every CIDR identity is held by a live address; the new addresses are not allowed"
+            );
+            for ip in &up.refused {
+                learned.forget(ip);
+            }
+        }
+        up
+    }
+
+    /// Takes identities that learned addresses gave back out of the ipcache, before a policy
+    /// that no longer knows them goes in force: until then those addresses fall back to the
+    /// identity (world or a wider CIDR) that both policies cover.
+    fn withdraw_released(
+        &self,
+        dp: &mut Datapath,
+        eps: &Endpoints,
+        released: &[(IpNet, u32)],
+    ) -> Result<(), ApplyError> {
+        if released.is_empty() {
+            return Ok(());
+        }
+        let gone: BTreeSet<IpNet> = released.iter().map(|(n, _)| *n).collect();
+        let kept: Vec<(IpNet, u32)> = ipcache_of(eps, &self.cidrs)
+            .into_iter()
+            .filter(|(n, _)| !gone.contains(n))
+            .collect();
+        dp.set_ipcache(&kept)?;
+        Ok(())
+    }
+
     /// The policy in force compiled over the learned addresses. New host identities enter the
-    /// ipcache only after the policy that knows them is in force, so until then those
-    /// addresses keep the identity (world or a wider CIDR) the policy also still covers.
+    /// ipcache only after the policy that knows them is in force, and released ones leave it
+    /// before, so meanwhile those addresses keep the identity (world or a wider CIDR) the
+    /// policy also still covers.
     fn reapply_learned(
         &mut self,
         dp: &mut Datapath,
@@ -694,14 +770,15 @@ impl PolicyEngine {
         mut publish: impl FnMut(&Arc<PolicyView>),
     ) -> Result<ApplyReport, ApplyError> {
         let mut cidrs = self.cidrs.clone();
-        let added = cidrs.set_fqdn(self.learned.snapshot())?;
+        let up = Self::learned_identities(&mut self.learned, &mut cidrs);
         let t0 = Instant::now();
         let compiled = compile(&self.current, eps, &cidrs, dp.policy_revision() + 1)?;
         let compile_time = t0.elapsed();
         let entries = compiled.entries.len();
         let t1 = Instant::now();
+        self.withdraw_released(dp, eps, &up.released)?;
         let revision = self.publish_and_install(dp, compiled, &mut publish)?;
-        if added {
+        if up.added {
             dp.set_ipcache(&ipcache_of(eps, &cidrs))?;
         }
         let install = t1.elapsed();
@@ -734,7 +811,9 @@ impl PolicyEngine {
         // Learned addresses stay for the names the new policies still select.
         let mut learned = self.learned.clone();
         learned.retain_names(|n| Self::fqdn_selectors(&policies).any(|s| s.matches(n)));
-        added |= cidrs.set_fqdn(learned.snapshot())?;
+        let up = Self::learned_identities(&mut learned, &mut cidrs);
+        added |= up.added;
+        self.withdraw_released(dp, eps, &up.released)?;
         if added && dp.policy_revision() != 0 {
             let bridge = compile(&self.current, eps, &cidrs, dp.policy_revision() + 1)?;
             self.publish_and_install(dp, bridge, &mut publish)?;
