@@ -34,6 +34,8 @@ Examples:
     webb observe -f --from-namespace demo --http-status 5+
   Everything but drops, as JSON lines:
     webb observe --last 1000 --not --verdict DROPPED -o json
+  Only some fields of each flow, as the server sends them:
+    webb observe -o json --field-mask time,verdict,source.pod_name,destination.pod_name
   The filters a command line means, without asking a server:
     webb observe --print-raw-filters --pod demo/web --not --protocol udp
   Offline, from saved JSON lines (or - for stdin):
@@ -179,6 +181,17 @@ pub struct ObserveArgs {
     /// Ask for Webb's extras (kernel drop reason, default-deny attribution, loss) and keep them in JSON
     #[arg(long, help_heading = "Formatting")]
     pub extras: bool,
+
+    /// Only these fields of each flow from the server: comma-separated proto paths of
+    /// flow.Flow (e.g. time,verdict,source.pod_name,l4); needs -o json
+    #[arg(
+        long,
+        value_name = "PATHS",
+        value_delimiter = ',',
+        alias = "experimental-field-mask",
+        help_heading = "Formatting"
+    )]
+    pub field_mask: Vec<String>,
 
     /// Print the allow/deny filters and exit without asking a server
     #[arg(long)]
@@ -421,6 +434,28 @@ pub fn plan_observe(
         input_file: args.input_file.is_some(),
     };
     let mut request = build_request(&selectors, &lists, chrono::Utc::now())?;
+    if !args.field_mask.is_empty() {
+        // As Hubble: the human formats need fields a custom mask may leave out.
+        if format != Format::Json {
+            bail!(
+                "{} output format is not compatible with --field-mask (use -o json)",
+                args.output
+            );
+        }
+        if args.input_file.is_some() {
+            bail!("--field-mask is applied by the server; it cannot be used with --input-file");
+        }
+        if let Some(empty) = args.field_mask.iter().find(|p| p.trim().is_empty()) {
+            bail!("--field-mask: empty path {empty:?} in the list");
+        }
+        request.field_mask = Some(webb_proto::FieldMask {
+            paths: args
+                .field_mask
+                .iter()
+                .map(|p| p.trim().to_string())
+                .collect(),
+        });
+    }
     if args.extras {
         webb_proto::options::set(
             &mut request,

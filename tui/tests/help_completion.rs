@@ -81,6 +81,7 @@ const HUBBLE_OBSERVE_FLAGS: &[&str] = &[
     "print-node-name",
     "time-format",
     "silent-errors",
+    "field-mask",
 ];
 
 /// Short forms `hubble observe` has.

@@ -121,3 +121,38 @@ fn invalid_filter_values_are_caught_before_sending() {
     let e = error(&["--label", "app in (a"]);
     assert!(e.contains("label"), "{e}");
 }
+
+#[test]
+fn field_mask_asks_the_server_for_the_listed_paths_with_json_output_only() {
+    let r = request(&[
+        "-o",
+        "json",
+        "--field-mask",
+        "time,verdict",
+        "--field-mask",
+        "l4",
+    ]);
+    let mask = r.field_mask.expect("a field mask");
+    assert_eq!(mask.paths, ["time", "verdict", "l4"]);
+    // Hubble's older name of the flag.
+    let r = request(&[
+        "-o",
+        "jsonpb",
+        "--experimental-field-mask",
+        "source.pod_name",
+    ]);
+    assert_eq!(r.field_mask.unwrap().paths, ["source.pod_name"]);
+    assert!(request(&["-o", "json"]).field_mask.is_none());
+    // The human formats print fields a mask may leave out.
+    for output in ["compact", "dict", "table"] {
+        let e = error(&["-o", output, "--field-mask", "time"]);
+        assert!(
+            e.contains("not compatible with --field-mask"),
+            "{output}: {e}"
+        );
+    }
+    let e = error(&["-o", "json", "--field-mask", "time,,verdict"]);
+    assert!(e.contains("empty path"), "{e}");
+    let e = error(&["-o", "json", "--field-mask", "time", "--input-file", "-"]);
+    assert!(e.contains("--input-file"), "{e}");
+}
