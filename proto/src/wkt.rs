@@ -211,13 +211,25 @@ impl Any {
 
     /// Whether this holds an `M`.
     pub fn is<M: prost::Name>(&self) -> bool {
-        self.type_name() == M::full_name()
+        names::<M>(self.type_name())
     }
 
     /// Decodes the packed message if it is an `M`; `None` for another type.
     pub fn unpack<M: prost::Name + Default>(&self) -> Option<Result<M, prost::DecodeError>> {
         self.is::<M>().then(|| M::decode(self.value.as_slice()))
     }
+}
+
+/// Whether `full_name` is `M`'s full name, without building it: `prost::Name::full_name`
+/// allocates, and the relay asks every flow whether it carries Webb's extras.
+fn names<M: prost::Name>(full_name: &str) -> bool {
+    if M::PACKAGE.is_empty() {
+        return full_name == M::NAME;
+    }
+    full_name
+        .strip_prefix(M::PACKAGE)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|name| name == M::NAME)
 }
 
 const TYPE_KEY: &str = "@type";
@@ -236,8 +248,8 @@ fn known_to_json(any: &Any) -> Result<serde_json::Map<String, serde_json::Value>
         }
     }
     match any.type_name() {
-        name if name == FlowExtras::full_name() => object::<FlowExtras>(any),
-        name if name == FlowsRequestOptions::full_name() => object::<FlowsRequestOptions>(any),
+        name if names::<FlowExtras>(name) => object::<FlowExtras>(any),
+        name if names::<FlowsRequestOptions>(name) => object::<FlowsRequestOptions>(any),
         _ => Err(format!(
             "google.protobuf.Any of unknown type {:?} cannot be printed as protojson",
             any.type_url
@@ -264,9 +276,9 @@ fn known_from_json(
     let name = type_url
         .rsplit_once('/')
         .map_or(type_url.as_str(), |(_, n)| n);
-    if name == FlowExtras::full_name() {
+    if names::<FlowExtras>(name) {
         encode::<FlowExtras>(type_url, fields)
-    } else if name == FlowsRequestOptions::full_name() {
+    } else if names::<FlowsRequestOptions>(name) {
         encode::<FlowsRequestOptions>(type_url, fields)
     } else {
         Err(format!(
@@ -403,6 +415,27 @@ impl<'de> Deserialize<'de> for FieldMask {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn an_any_knows_its_type_by_full_name_only() {
+        let extras = Any::pack(&FlowExtras::default());
+        assert!(extras.is::<FlowExtras>());
+        assert!(!extras.is::<FlowsRequestOptions>());
+        for url in [
+            "type.googleapis.com/webb.v1.FlowExtrasX",
+            "type.googleapis.com/webb.v1FlowExtras",
+            "type.googleapis.com/v1.FlowExtras",
+            "type.googleapis.com/FlowExtras",
+            "",
+        ] {
+            let any = Any {
+                type_url: url.into(),
+                value: Vec::new(),
+            };
+            assert!(!any.is::<FlowExtras>(), "{url}");
+        }
+    }
 
     #[test]
     fn field_masks_use_go_protojson_form() {
@@ -432,7 +465,6 @@ mod tests {
         );
         assert!(serde_json::from_str::<FieldMask>(r#""pod_name""#).is_err());
     }
-    use super::*;
 
     #[test]
     fn timestamps_print_like_go_protojson() {
