@@ -426,6 +426,20 @@ __attribute__((noinline)) int webb_ct_identities(struct ct_key *k, struct ct_ent
 	return 0;
 }
 
+/* Whether a DNS-over-TCP segment's payload (at `off`, `len` bytes) is exactly one whole message:
+ * its 2-byte length prefix says the rest of the segment. Only such an answer is held: one that
+ * spans segments cannot be learned from one record, and holding only some of its segments
+ * would gain nothing (the agent counts those it sees unheld). A global function, verified on
+ * its own. */
+__attribute__((noinline)) int webb_dns_tcp_whole(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	__u8 b[2];
+
+	if (!skb || len < 2 + 12 || bpf_skb_load_bytes(skb, off, b, 2) < 0)
+		return 0;
+	return ((__u32)b[0] << 8 | b[1]) + 2 == len;
+}
+
 /* Whether (a, pa) orders before (b, pb). Any total order works; this one is cheap. */
 static __always_inline int end_lt(const __u32 *a, __u16 pa, const __u32 *b, __u16 pb)
 {
@@ -960,9 +974,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	}
 	if (l7 == WEBB_L7_DNS && skb->mark == WEBB_REINJECT_MARK)
 		l7 = WEBB_L7_NONE; /* a held answer put back: its record went out when it was held */
-	else if (l7 == WEBB_L7_DNS && dir == WEBB_DIR_EGRESS && p.proto == IPPROTO_UDP && p.sport == 53 &&
+	else if (l7 == WEBB_L7_DNS && dir == WEBB_DIR_EGRESS && p.sport == 53 &&
 		 e->verdict != WEBB_VERDICT_DROP && skb->len <= WEBB_CAP_MAX &&
-		 bpf_map_lookup_elem(&FQDN_HOLD, &a.dst_id))
+		 bpf_map_lookup_elem(&FQDN_HOLD, &a.dst_id) &&
+		 (p.proto == IPPROTO_UDP ||
+		  (p.proto == IPPROTO_TCP && webb_dns_tcp_whole(skb, p.payload_off, p.payload_len))))
 		hold = 1;
 	if (l7) {
 		want = 1;

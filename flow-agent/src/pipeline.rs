@@ -23,6 +23,8 @@ use crate::metrics::Metrics;
 use crate::policy::PolicyView;
 use crate::reinject::Reinjector;
 
+const IPPROTO_TCP: u8 = 6;
+
 /// Records taken from the channel before followers are woken.
 const BATCH: usize = 1024;
 
@@ -91,6 +93,9 @@ pub struct DnsCounts {
     pub names_evicted: Counter,
     /// Answers the policy's queue had no room for (not learned for toFQDNs).
     pub learn_dropped: Counter,
+    /// DNS-over-TCP response segments whose payload is not one whole message (an answer
+    /// spanning segments): not held, not cached, not learned.
+    pub tcp_split: Counter,
     /// Held answers put back (by the pipeline or the policy engine).
     pub held: Counter,
     /// Held answers that could not be put back (the client will retry its query).
@@ -120,6 +125,11 @@ impl DnsCounts {
                 "webb_dns_learn_dropped",
                 "DNS answers toFQDNs did not learn: its queue was full",
                 &self.learn_dropped,
+            ),
+            (
+                "webb_dns_tcp_split",
+                "DNS-over-TCP response segments without one whole message (an answer spanning segments): neither held for toFQDNs nor learned from",
+                &self.tcp_split,
             ),
             (
                 "webb_dns_held",
@@ -184,6 +194,16 @@ impl DnsTap {
                 Some(a)
             }
             Ok(_) => None,
+            Err(dns::AnswerError::Message(e))
+                if ev.l4_proto == IPPROTO_TCP
+                    && e.is_truncation()
+                    && !ev.has_flag(crate::datapath::event::flags::TRUNCATED) =>
+            {
+                // The whole segment was captured: the message goes on in later segments.
+                self.counts.tcp_split.inc();
+                tracing::debug!(error = %e, "DNS-over-TCP answer spans segments");
+                None
+            }
             Err(e) => {
                 self.counts.malformed.inc();
                 tracing::debug!(error = %e, "DNS response not cached");

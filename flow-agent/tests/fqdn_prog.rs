@@ -384,3 +384,57 @@ fn a_connection_to_an_expired_address_is_not_let_through_by_its_identitys_next_o
         .map(|e| e.dst_identity);
     assert_eq!(dst, Some(flow_agent::identity::IDENTITY_WORLD));
 }
+
+/// DNS over TCP: a segment that carries one whole length-prefixed answer is held like a UDP
+/// answer; a segment of an answer that spans segments is not (one record cannot be learned
+/// from), and neither is a client's query.
+#[test]
+fn a_dns_answer_over_tcp_is_held_when_one_segment_carries_it_whole() {
+    let mut f = Fixture::new();
+    let ids: Vec<u32> = f.engine.fqdn_endpoints().iter().copied().collect();
+    f.dp.set_fqdn_hold(&ids).unwrap();
+    let (rc, _) = f.run(
+        TcProgram::Ingress,
+        &tcp(CLIENT, 40100, KUBE_DNS, 53, SYN, 1, b""),
+    );
+    assert_eq!(rc, PASS, "the client may reach kube-dns on 53/TCP");
+    let message = b"\x00\x07\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00answer";
+    let mut whole = (message.len() as u16).to_be_bytes().to_vec();
+    whole.extend_from_slice(message);
+    let query = tcp(CLIENT, 40100, KUBE_DNS, 53, ACK | PSH, 2, &whole);
+    assert_eq!(f.run(TcProgram::Ingress, &query).0, PASS, "queries pass");
+
+    let answer = tcp(KUBE_DNS, 53, CLIENT, 40100, ACK | PSH, 1, &whole);
+    let (rc, recs) = f.run(TcProgram::Egress, &answer);
+    assert_eq!(rc, SHOT, "held for the agent");
+    let held: Vec<RawEvent<'_>> = recs
+        .iter()
+        .map(|r| RawEvent::parse(r).unwrap())
+        .filter(|e| e.has_flag(flags::DNS_HELD))
+        .collect();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].payload, &answer[..], "the whole frame, to put back");
+
+    // The first segment of a longer answer: its prefix promises more than it carries.
+    let mut first = ((message.len() + 100) as u16).to_be_bytes().to_vec();
+    first.extend_from_slice(message);
+    let (rc, recs) = f.run(
+        TcProgram::Egress,
+        &tcp(KUBE_DNS, 53, CLIENT, 40100, ACK | PSH, 100, &first),
+    );
+    assert_eq!(rc, PASS, "a split answer is not held");
+    let rec = recs
+        .iter()
+        .map(|r| RawEvent::parse(r).unwrap())
+        .find(|e| e.l7_kind == L7Kind::Dns)
+        .expect("the segment is still recorded as DNS");
+    assert!(!rec.has_flag(flags::DNS_HELD));
+    // Two messages in one segment are not one whole message either.
+    let mut two = whole.clone();
+    two.extend_from_slice(&whole);
+    let (rc, _) = f.run(
+        TcProgram::Egress,
+        &tcp(KUBE_DNS, 53, CLIENT, 40100, ACK | PSH, 200, &two),
+    );
+    assert_eq!(rc, PASS);
+}
