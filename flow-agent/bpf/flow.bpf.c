@@ -119,6 +119,28 @@ struct {
 	__type(value, struct ipcache_value);
 } IPCACHE SEC(".maps");
 
+/* The ipcache's entries again, keyed by prefix length and masked address, for lookups by
+ * length (webb_ipcache_lookup). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+} IPCACHE_HASH SEC(".maps");
+
+/* [0]: the prefix lengths in IPCACHE_HASH, longest first, one per byte from the lowest, each
+ * plus 1 (a 0 byte ends the list); IPCACHE_LENS_TRIE when there are more than IPCACHE_LENS_MAX.
+ * One u64, so a packet reads the old list or the new one, never a mix. */
+#define IPCACHE_LENS_MAX 8
+#define IPCACHE_LENS_TRIE (~0ULL)
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} IPCACHE_LENS SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -127,76 +149,63 @@ struct {
 } COUNTERS SEC(".maps");
 
 /*
- * Policy, compiled by the agent (src/policy/compile.rs). One LPM trie holds two slots; the
- * agent fills the inactive slot, then flips POLICY_STATE (a single u32 write), so a packet sees
- * either the old or the new policy, never a mix. Key bits, most significant first:
- *   slot(8) dir(8) zero(16) endpoint(32) remote(32) | proto(8) port(16, big endian) zero(8)
- * The first 96 bits are always exact except for the per-endpoint default-deny marker (prefix
- * 64: every remote). remote 0 is the wildcard identity (looked up second). A missing proto
- * (prefix 96) is "any L4"; a port prefix shorter than 16 bits is a port range block.
+ * Policy, compiled by the agent (src/policy/compile.rs, laid out for this map by
+ * src/policy/layout.rs). One hash holds two slots; the agent fills the inactive slot, then flips
+ * POLICY_STATE (a single u32 write), so a packet sees either the old or the new policy, never a
+ * mix. Only exact hash lookups, a bounded number of them, so a verdict costs the same with 1 or
+ * 10,000 rules (an LPM trie's walk grows with its size):
+ *  - per (direction, endpoint, remote) a summary (level 0) says which L4 levels hold entries and
+ *    carries the entry for every L4, if any; remote 0 is the wildcard identity, and its summary
+ *    also carries the endpoint's default-deny marker;
+ *  - below it, entries for a protocol (level 1) or a block of ports: the low 12, 8 or 4 bits of
+ *    the port free (levels 2-4) or none (level 5). The agent expands each aligned port block of
+ *    a range to the next of these strides, so the first hit from the most specific level down is
+ *    what a longest-prefix match over the ranges would answer.
  */
 #define POLICY_DIR_INGRESS 0
 #define POLICY_DIR_EGRESS 1
-#define POLICY_FULL_PREFIX 120
 #define POLICY_ALLOW 1
 #define POLICY_DENY 2
-#define POLICY_DEFAULT_DENY 3 /* marker: the endpoint is selected in this direction */
 #define POLICY_L4_NONE 0
 #define POLICY_L4_PROTO 1
 #define POLICY_L4_PORT 2
+#define POLICY_LVL_SUMMARY 0
+#define POLICY_LVL_PROTO 1
+#define POLICY_LVL_PORT4 2  /* port >> 12 */
+#define POLICY_LVL_PORT8 3  /* port >> 8 */
+#define POLICY_LVL_PORT12 4 /* port >> 4 */
+#define POLICY_LVL_PORT16 5 /* the port */
 
 struct policy_key {
-	__u32 prefixlen;
-	/* From here on: the key of POLICY_EXACT. */
 	__u8 slot;
 	__u8 dir;
-	__u16 zero;
+	__u8 level;
+	__u8 zero;
 	__u32 endpoint;
 	__u32 remote;
 	__u8 proto;
-	__u8 port_hi;
-	__u8 port_lo;
-	__u8 zero2;
-};
-
-struct policy_exact_key {
-	__u8 slot;
-	__u8 dir;
-	__u16 zero;
-	__u32 endpoint;
-	__u32 remote;
-	__u8 proto;
-	__u8 port_hi;
+	__u8 port_hi; /* the port, big endian, its free low bits zero */
 	__u8 port_lo;
 	__u8 zero2;
 };
 
 struct policy_value {
 	__u32 rule_id; /* the agent maps it back to the policies (name, namespace, kind, ...) */
-	__u8 action;   /* POLICY_ALLOW / POLICY_DENY / POLICY_DEFAULT_DENY */
+	__u8 action;   /* POLICY_ALLOW / POLICY_DENY; 0 in a summary with no every-L4 entry */
 	__u8 l4;       /* POLICY_L4_*: how specific the entry is below the remote identity */
-	__u16 pad;
+	__u8 levels;   /* summaries: bit n set = entries at level n exist under it */
+	__u8 pad;
+	__u32 marker;  /* wildcard summaries: rule id of the default-deny marker (0: not selected) */
+	__u32 pad2;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct policy_key);
 	__type(value, struct policy_value);
 } POLICY SEC(".maps");
-
-/* Entries with the full 120-bit prefix (one remote identity or the wildcard, one protocol, one
- * port): the longest possible match, so a hit here is what the trie would answer. A hash keeps
- * the common case O(1) however many rules there are; ranges, protocol-only and L3-only
- * entries and the default-deny markers stay in the trie. Key: policy_key without prefixlen. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct policy_exact_key);
-	__type(value, struct policy_value);
-} POLICY_EXACT SEC(".maps");
 
 /* Endpoint identities whose egress policy has toFQDNs peers, filled by the agent. A DNS answer
  * to one of them is held: recorded whole (waking the reader at once), dropped, and put back by
@@ -405,14 +414,54 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	return 0;
 }
 
+struct addr16 {
+	__u32 w[4];
+};
+
+/* The identity of an address: the longest prefix holding it, else world. While the ipcache
+ * holds few distinct prefix lengths, one exact lookup per length, longest first (an endpoint's
+ * host entry is the first), costs the same however many prefixes there are; the LPM trie's walk
+ * grows with them. A global function: verified once, not at each of its callers (the address
+ * as scalars: a pointer argument left the TC program past the verifier's complexity limit). */
+__attribute__((noinline)) __u32 webb_ipcache_lookup(__u32 a0, __u32 a1, __u32 a2, __u32 a3)
+{
+	struct addr16 aa = { .w = { a0, a1, a2, a3 } }, *a = &aa;
+	struct ipcache_key k;
+	struct ipcache_value *v;
+	__u32 zero = 0;
+	__u64 *lp, lens;
+
+	lp = bpf_map_lookup_elem(&IPCACHE_LENS, &zero);
+	lens = lp ? *lp : 0;
+	if (lens == IPCACHE_LENS_TRIE) {
+		k.prefixlen = 128;
+		__builtin_memcpy(k.addr, a->w, 16);
+		v = bpf_map_lookup_elem(&IPCACHE, &k);
+		return v ? v->identity : ID_WORLD;
+	}
+#pragma unroll
+	for (int i = 0; i < IPCACHE_LENS_MAX; i++) {
+		int len = (lens >> (8 * i)) & 0xff;
+		if (!len)
+			break;
+		len--;
+		k.prefixlen = len;
+#pragma unroll
+		for (int w = 0; w < 4; w++) {
+			int b = len - 32 * w;
+			__u32 m = b <= 0 ? 0 : b >= 32 ? 0xffffffff : bpf_htonl(0xffffffffu << (32 - b));
+			k.addr[w] = a->w[w] & m;
+		}
+		v = bpf_map_lookup_elem(&IPCACHE_HASH, &k);
+		if (v)
+			return v->identity;
+	}
+	return ID_WORLD;
+}
+
 static __always_inline __u32 ipcache_lookup(const __u32 *addr)
 {
-	struct ipcache_key k = { .prefixlen = 128 };
-	struct ipcache_value *v;
-
-	__builtin_memcpy(k.addr, addr, 16);
-	v = bpf_map_lookup_elem(&IPCACHE, &k);
-	return v ? v->identity : ID_WORLD;
+	return webb_ipcache_lookup(addr[0], addr[1], addr[2], addr[3]);
 }
 
 /* Looks both ends of a connection up in the ipcache again. A global function: the verifier
@@ -692,13 +741,60 @@ static __always_inline __u8 match_of(const struct policy_value *v, int exact_rem
 	return exact_remote ? WEBB_MATCH_L3_ONLY : WEBB_MATCH_ALL;
 }
 
+/* One level's lookup: `shift` free low bits of the port. */
+static __always_inline struct policy_value *policy_level(struct policy_key *k, __u8 level, __u16 port,
+							  __u32 shift)
+{
+	port = (port >> shift) << shift;
+	k->level = level;
+	k->port_hi = port >> 8;
+	k->port_lo = port & 0xff;
+	return bpf_map_lookup_elem(&POLICY, k);
+}
+
+/* The most specific entry of the group (endpoint, k->remote) for (proto, port), copied to
+ * `out`; 1 if there is one. `marker` gets the summary's default-deny marker. */
+static __always_inline int policy_group(struct policy_key *k, __u8 proto, __u16 port,
+					struct policy_value *out, __u32 *marker)
+{
+	struct policy_value *sum, *v = NULL;
+	__u8 levels;
+
+	k->level = POLICY_LVL_SUMMARY;
+	k->proto = 0;
+	k->port_hi = 0;
+	k->port_lo = 0;
+	sum = bpf_map_lookup_elem(&POLICY, k);
+	if (!sum)
+		return 0;
+	*marker = sum->marker;
+	levels = sum->levels;
+	k->proto = proto;
+	if (levels & (1 << POLICY_LVL_PORT16))
+		v = policy_level(k, POLICY_LVL_PORT16, port, 0);
+	if (!v && (levels & (1 << POLICY_LVL_PORT12)))
+		v = policy_level(k, POLICY_LVL_PORT12, port, 4);
+	if (!v && (levels & (1 << POLICY_LVL_PORT8)))
+		v = policy_level(k, POLICY_LVL_PORT8, port, 8);
+	if (!v && (levels & (1 << POLICY_LVL_PORT4)))
+		v = policy_level(k, POLICY_LVL_PORT4, port, 12);
+	if (!v && (levels & (1 << POLICY_LVL_PROTO)))
+		v = policy_level(k, POLICY_LVL_PROTO, 0, 0);
+	if (!v && sum->action)
+		v = sum;
+	if (!v)
+		return 0;
+	*out = *v;
+	return 1;
+}
+
 /*
  * The policy verdict of a connection, from its first packet: `hook_dir` is the TC hook that
  * packet crossed on the endpoint's host-side interface (ingress = leaving the pod: the source's
- * egress policy; egress = entering the pod: the destination's ingress policy). Two LPM lookups,
- * for the remote identity and for the wildcard; a deny from either wins, then the more specific
- * allow (longer L4 part; the identity-specific one on a tie); a direction that some policy
- * selects but nothing allows is default deny.
+ * egress policy; egress = entering the pod: the destination's ingress policy). Two group
+ * lookups, for the remote identity and for the wildcard; a deny from either wins, then the more
+ * specific allow (longer L4 part; the identity-specific one on a tie); a direction that some
+ * policy selects but nothing allows is default deny.
  */
 struct policy_query {
 	__u32 src_id;
@@ -714,11 +810,12 @@ struct policy_query {
 __attribute__((noinline)) int webb_policy_verdict(struct policy_query *q, struct ct_entry *e)
 {
 	struct policy_key k;
-	struct policy_value exact = {}, wild = {}, *hit;
-	int has_exact = 0, has_wild = 0;
+	struct policy_value exact = {}, wild = {};
+	int has_exact, has_wild;
+	__u32 marker = 0, unused = 0;
 	__u8 hook_dir, proto;
 	__u16 dport;
-	__u32 src_id, dst_id, rev;
+	__u32 src_id, dst_id, rev, remote;
 
 	if (!q || !e)
 		return 0;
@@ -735,39 +832,28 @@ __attribute__((noinline)) int webb_policy_verdict(struct policy_query *q, struct
 	e->policy_rev = rev;
 	if (!rev)
 		return 0;
-	k.prefixlen = POLICY_FULL_PREFIX;
 	k.slot = rev & 1;
 	k.zero = 0;
 	k.zero2 = 0;
 	if (hook_dir == WEBB_DIR_INGRESS) {
 		k.dir = POLICY_DIR_EGRESS;
 		k.endpoint = src_id;
-		k.remote = dst_id;
+		remote = dst_id;
 	} else {
 		k.dir = POLICY_DIR_INGRESS;
 		k.endpoint = dst_id;
-		k.remote = src_id;
+		remote = src_id;
 	}
-	k.proto = proto;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
 		dport = 0;
-	k.port_hi = dport >> 8;
-	k.port_lo = dport & 0xff;
-	hit = bpf_map_lookup_elem(&POLICY_EXACT, &k.slot);
-	if (!hit)
-		hit = bpf_map_lookup_elem(&POLICY, &k);
-	if (hit) {
-		exact = *hit;
-		has_exact = 1;
-	}
 	k.remote = 0;
-	hit = bpf_map_lookup_elem(&POLICY_EXACT, &k.slot);
-	if (!hit)
-		hit = bpf_map_lookup_elem(&POLICY, &k);
-	if (hit) {
-		wild = *hit;
-		has_wild = 1;
-	}
+	has_wild = policy_group(&k, proto, dport, &wild, &marker);
+	/* Nothing for the wildcard, not even the marker: no policy selects the endpoint in this
+	 * direction or names it at all, so no identity has entries either. */
+	if (!has_wild && !marker)
+		return 0;
+	k.remote = remote;
+	has_exact = remote && policy_group(&k, proto, dport, &exact, &unused);
 	/* Copies, not pointers: clang would otherwise OR the two pointers into one null test. */
 	if (has_exact && exact.action == POLICY_DENY) {
 		e->rule_id = exact.rule_id;
@@ -790,12 +876,9 @@ __attribute__((noinline)) int webb_policy_verdict(struct policy_query *q, struct
 			e->match_type = match_of(&wild, 0);
 			return 0;
 		}
-		if (has_exact)
-			e->rule_id = exact.rule_id; /* the default-deny marker */
-		else if (has_wild)
-			e->rule_id = wild.rule_id;
-		else
+		if (!marker)
 			return 0; /* nothing selects this endpoint in this direction: allow all */
+		e->rule_id = marker;
 		e->drop_reason = WEBB_DROP_POLICY_DENIED;
 	}
 	e->verdict = cfg_policy_audit ? WEBB_VERDICT_AUDIT : WEBB_VERDICT_DROP;

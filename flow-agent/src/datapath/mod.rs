@@ -141,8 +141,9 @@ impl Default for DatapathConfig {
     }
 }
 
-/// Prefix of a policy entry with every key bit fixed (it lives in the exact hash).
-const POLICY_FULL_PREFIX: u32 = 120;
+/// Distinct ipcache prefix lengths the datapath probes one by one (`IPCACHE_LENS_MAX` in
+/// `bpf/flow.bpf.c`); with more it walks the LPM trie.
+const IPCACHE_LENS_MAX: usize = 8;
 
 /// Time an inactive policy slot is left alone after a switch before it is rewritten: far more
 /// than any program run that may still be reading it (they take well under a microsecond and
@@ -335,8 +336,8 @@ pub struct Datapath {
     attached: BTreeMap<AttachKey, Attachment>,
     kdrop_link: Option<TracePointLink>,
     policy_rev: u32,
-    policy_slots: [Vec<(u32, [u8; 16])>; 2],
-    policy_exact: BpfHashMap<MapData, [u8; 16], [u8; 8]>,
+    policy_slots: [Vec<[u8; 16]>; 2],
+    policy_map: BpfHashMap<MapData, [u8; 16], [u8; 16]>,
     policy_switched: Option<std::time::Instant>,
     ring_positions: Option<ring::RingPositions>,
 }
@@ -409,13 +410,13 @@ impl Datapath {
                 name: "EVENTS".into(),
             }),
         })?;
-        let exact_map = ebpf.take_map("POLICY_EXACT").ok_or(DatapathError::Map {
-            map: "POLICY_EXACT",
+        let policy_map = ebpf.take_map("POLICY").ok_or(DatapathError::Map {
+            map: "POLICY",
             source: Box::new(aya::maps::MapError::InvalidName {
-                name: "POLICY_EXACT".into(),
+                name: "POLICY".into(),
             }),
         })?;
-        let policy_exact = BpfHashMap::try_from(exact_map).map_err(map_err("POLICY_EXACT"))?;
+        let policy_map = BpfHashMap::try_from(policy_map).map_err(map_err("POLICY"))?;
         let mut ring_positions = None;
         let ring = match transport {
             Transport::Perf => RingState::IdlePerf(open_perf(events_map, config.perf_pages)?),
@@ -444,7 +445,7 @@ impl Datapath {
             kdrop_link: None,
             policy_rev: 0,
             policy_slots: [Vec::new(), Vec::new()],
-            policy_exact,
+            policy_map,
             policy_switched: None,
             ring_positions,
         };
@@ -674,28 +675,71 @@ impl Datapath {
     /// Replaces the ipcache with `entries` (prefix → security identity). IPv4 prefixes are stored
     /// IPv4-mapped; the longest prefix wins; addresses in no prefix get [`IDENTITY_WORLD`].
     /// Existing connections keep the identities cached when they started.
+    ///
+    /// The entries go into the LPM trie and, keyed by prefix length, into the hash the datapath
+    /// probes length by length (see `webb_ipcache_lookup` in `bpf/flow.bpf.c`). New entries go
+    /// in before the list of lengths names them, stale ones leave after it stops naming them, so
+    /// a lookup meanwhile finds the old identity or the new one, not world.
     pub fn set_ipcache(&mut self, entries: &[(IpNet, u32)]) -> Result<(), DatapathError> {
-        let mut trie: LpmTrie<_, [u8; 16], [u32; 2]> = self.map_mut("IPCACHE")?;
         let wanted: std::collections::HashMap<(u32, [u8; 16]), u32> = entries
             .iter()
             .map(|(net, id)| (ipcache_key(net), *id))
             .collect();
-        let existing: Vec<(u32, [u8; 16])> = trie
+        let hkey = |plen: u32, addr: [u8; 16]| {
+            let mut k = [0u8; 20];
+            k[..4].copy_from_slice(&plen.to_ne_bytes());
+            k[4..].copy_from_slice(&addr);
+            k
+        };
+        let mut trie: LpmTrie<_, [u8; 16], [u32; 2]> = self.map_mut("IPCACHE")?;
+        for (&(plen, addr), &id) in &wanted {
+            trie.insert(&Key::new(plen, addr), [id, 0], 0)
+                .map_err(map_err("IPCACHE"))?;
+        }
+        let stale_trie: Vec<(u32, [u8; 16])> = trie
             .keys()
             .filter_map(Result::ok)
             .map(|k| (k.prefix_len(), k.data()))
+            .filter(|k| !wanted.contains_key(k))
             .collect();
-        for (plen, addr) in existing {
-            if !wanted.contains_key(&(plen, addr)) {
-                match trie.remove(&Key::new(plen, addr)) {
-                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                    Err(e) => return Err(map_err("IPCACHE")(e)),
-                }
+        let mut hash: BpfHashMap<_, [u8; 20], [u32; 2]> = self.map_mut("IPCACHE_HASH")?;
+        for (&(plen, addr), &id) in &wanted {
+            hash.insert(hkey(plen, addr), [id, 0], 0)
+                .map_err(map_err("IPCACHE_HASH"))?;
+        }
+        let wanted_h: std::collections::HashSet<[u8; 20]> =
+            wanted.keys().map(|&(p, a)| hkey(p, a)).collect();
+        let stale_hash: Vec<[u8; 20]> = hash
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted_h.contains(k))
+            .collect();
+        let mut lens: Vec<u32> = wanted.keys().map(|&(p, _)| p).collect();
+        lens.sort_unstable_by(|a, b| b.cmp(a));
+        lens.dedup();
+        let word = if lens.len() > IPCACHE_LENS_MAX {
+            u64::MAX // the trie's walk
+        } else {
+            lens.iter()
+                .enumerate()
+                .map(|(i, &l)| u64::from(l + 1) << (8 * i))
+                .sum()
+        };
+        let mut list: aya::maps::Array<_, u64> = self.map_mut("IPCACHE_LENS")?;
+        list.set(0, word, 0).map_err(map_err("IPCACHE_LENS"))?;
+        let mut hash: BpfHashMap<_, [u8; 20], [u32; 2]> = self.map_mut("IPCACHE_HASH")?;
+        for k in stale_hash {
+            match hash.remove(&k) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("IPCACHE_HASH")(e)),
             }
         }
-        for ((plen, addr), id) in wanted {
-            trie.insert(&Key::new(plen, addr), [id, 0], 0)
-                .map_err(map_err("IPCACHE"))?;
+        let mut trie: LpmTrie<_, [u8; 16], [u32; 2]> = self.map_mut("IPCACHE")?;
+        for (plen, addr) in stale_trie {
+            match trie.remove(&Key::new(plen, addr)) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("IPCACHE")(e)),
+            }
         }
         Ok(())
     }
@@ -743,15 +787,11 @@ impl Datapath {
             )));
         }
         let per_slot = (self.config.policy_entries / 2) as usize;
-        let full = compiled
-            .entries
-            .iter()
-            .filter(|e| e.prefix_len == POLICY_FULL_PREFIX)
-            .count();
-        let most = full.max(compiled.entries.len() - full);
-        if most > per_slot {
+        let entries = crate::policy::layout::layout(&compiled.entries);
+        if entries.len() > per_slot {
             return Err(DatapathError::Config(format!(
-                "policy needs {most} entries in one map, at most {per_slot} fit (raise the policy map size)"
+                "policy needs {} map entries, at most {per_slot} fit in a slot (raise the policy map size)",
+                entries.len()
             )));
         }
         let slot = (rev & 1) as usize;
@@ -763,49 +803,25 @@ impl Datapath {
             }
         }
         let old = std::mem::take(&mut self.policy_slots[slot]);
-        let mut keys = Vec::with_capacity(compiled.entries.len());
-        // Full-prefix entries go to the exact hash, the rest to the trie (see flow.bpf.c).
-        let exact = |plen: u32| plen == POLICY_FULL_PREFIX;
-        let hash = &mut self.policy_exact;
-        let trie_map = self.ebpf.map_mut("POLICY").ok_or(DatapathError::Map {
-            map: "POLICY",
-            source: Box::new(aya::maps::MapError::InvalidName {
-                name: "POLICY".into(),
-            }),
-        })?;
-        let mut trie: LpmTrie<_, [u8; 16], [u8; 8]> =
-            LpmTrie::try_from(trie_map).map_err(map_err("POLICY"))?;
-        for (plen, key) in old {
-            let removed = if exact(plen) {
-                hash.remove(&key)
-            } else {
-                trie.remove(&Key::new(plen, key))
-            };
-            match removed {
+        let mut keys = Vec::with_capacity(entries.len());
+        let hash = &mut self.policy_map;
+        for key in old {
+            match hash.remove(&key) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                 Err(e) => return Err(map_err("POLICY")(e)),
             }
         }
-        for e in &compiled.entries {
+        for e in &entries {
             let mut key = e.key;
             key[0] = slot as u8;
-            let r = if exact(e.prefix_len) {
-                hash.insert(key, e.value, 0)
-            } else {
-                trie.insert(&Key::new(e.prefix_len, key), e.value, 0)
-            };
-            if let Err(err) = r {
+            if let Err(err) = hash.insert(key, e.value, 0) {
                 // Leave no stray half-filled slot behind.
-                for (plen, k) in &keys {
-                    if exact(*plen) {
-                        let _ = hash.remove(k);
-                    } else {
-                        let _ = trie.remove(&Key::new(*plen, *k));
-                    }
+                for k in &keys {
+                    let _ = hash.remove(k);
                 }
                 return Err(map_err("POLICY")(err));
             }
-            keys.push((e.prefix_len, key));
+            keys.push(key);
         }
         let mut state: aya::maps::Array<_, u32> = self.map_mut("POLICY_STATE")?;
         state.set(0, rev, 0).map_err(map_err("POLICY_STATE"))?;
@@ -989,9 +1005,9 @@ fn load_object(config: &DatapathConfig, transport: Transport) -> Result<Ebpf, Da
         .override_global("cfg_kdrop_all_netns", &kdrop_all, true)
         .override_global("cfg_policy_audit", &audit, true)
         .map_max_entries("POLICY", config.policy_entries)
-        .map_max_entries("POLICY_EXACT", config.policy_entries)
         .map_max_entries("CT", config.ct_entries)
-        .map_max_entries("IPCACHE", config.ipcache_entries);
+        .map_max_entries("IPCACHE", config.ipcache_entries)
+        .map_max_entries("IPCACHE_HASH", config.ipcache_entries);
     let object = if transport == Transport::Perf {
         // A perf event array without max_entries is sized to the possible CPUs by aya.
         OBJECT_PERF

@@ -19,6 +19,7 @@
 
 mod cidr;
 pub mod compile;
+pub mod layout;
 pub mod fqdn;
 mod spec;
 pub mod status;
