@@ -137,15 +137,19 @@ fn rows_with(screen: &str, verdict: &str) -> usize {
 #[test]
 fn tui_under_tmux_shows_flows_filters_and_quits_cleanly() {
     let s = Session::webb(&format!("tui --input-file {INPUT}"));
-    let screen = s.wait_for("5 of 5 buffered");
-    assert!(
-        screen.contains("Policy denied") && screen.contains("http-response"),
-        "{screen}"
-    );
+    // (A capture may catch the terminal half-way through a frame: wait for the whole of it.)
+    s.wait_until(SCREEN, "the five flows", |sc| {
+        sc.contains("5 of 5 buffered")
+            && sc.contains("Policy denied")
+            && sc.contains("http-response")
+    });
     s.keys(&["/"]);
     s.keys(&["--", "--verdict DROPPED", "Enter"]);
-    let screen = s.wait_for("1 of 5 buffered");
-    assert!(!screen.contains("http-response"), "{screen}");
+    s.wait_until(SCREEN, "only the drop", |sc| {
+        sc.contains("1 of 5 buffered")
+            && sc.contains("Policy denied")
+            && !sc.contains("http-response")
+    });
     s.keys(&["2"]);
     s.wait_for("P95 MS");
     s.quit();
