@@ -189,13 +189,20 @@ struct policy_key {
 	__u8 zero2;
 };
 
+/* Merged groups (POLICY_F_MERGED in a remote's summary): the agent copied the wildcard's
+ * entries into the remote's group with the precedence below already applied, and the marker
+ * into its summary, so such a remote's group alone decides. */
+#define POLICY_F_WILD 1   /* the answer is the wildcard's entry (policy_match_type) */
+#define POLICY_F_MERGED 2 /* summaries */
+
 struct policy_value {
 	__u32 rule_id; /* the agent maps it back to the policies (name, namespace, kind, ...) */
 	__u8 action;   /* POLICY_ALLOW / POLICY_DENY; 0 in a summary with no every-L4 entry */
 	__u8 l4;       /* POLICY_L4_*: how specific the entry is below the remote identity */
 	__u8 levels;   /* summaries: bit n set = entries at level n exist under it */
-	__u8 pad;
-	__u32 marker;  /* wildcard summaries: rule id of the default-deny marker (0: not selected) */
+	__u8 flags;    /* POLICY_F_* */
+	__u32 marker;  /* wildcard and merged summaries: the default-deny marker's rule id (0: not
+			* selected) */
 	__u32 pad2;
 };
 
@@ -753,9 +760,10 @@ static __always_inline struct policy_value *policy_level(struct policy_key *k, _
 }
 
 /* The most specific entry of the group (endpoint, k->remote) for (proto, port), copied to
- * `out`; 1 if there is one. `marker` gets the summary's default-deny marker. */
+ * `out`; 1 if there is one, 0 if not, -1 if the group has no summary (no entries). The summary
+ * is copied to `sum_out`. */
 static __always_inline int policy_group(struct policy_key *k, __u8 proto, __u16 port,
-					struct policy_value *out, __u32 *marker)
+					struct policy_value *out, struct policy_value *sum_out)
 {
 	struct policy_value *sum, *v = NULL;
 	__u8 levels;
@@ -766,8 +774,8 @@ static __always_inline int policy_group(struct policy_key *k, __u8 proto, __u16 
 	k->port_lo = 0;
 	sum = bpf_map_lookup_elem(&POLICY, k);
 	if (!sum)
-		return 0;
-	*marker = sum->marker;
+		return -1;
+	*sum_out = *sum;
 	levels = sum->levels;
 	k->proto = proto;
 	if (levels & (1 << POLICY_LVL_PORT16))
@@ -791,10 +799,10 @@ static __always_inline int policy_group(struct policy_key *k, __u8 proto, __u16 
 /*
  * The policy verdict of a connection, from its first packet: `hook_dir` is the TC hook that
  * packet crossed on the endpoint's host-side interface (ingress = leaving the pod: the source's
- * egress policy; egress = entering the pod: the destination's ingress policy). Two group
- * lookups, for the remote identity and for the wildcard; a deny from either wins, then the more
- * specific allow (longer L4 part; the identity-specific one on a tie); a direction that some
- * policy selects but nothing allows is default deny.
+ * egress policy; egress = entering the pod: the destination's ingress policy). The remote
+ * identity's group, and the wildcard's unless the agent merged it into the remote's; a deny from
+ * either wins, then the more specific allow (longer L4 part; the identity-specific one on a
+ * tie); a direction that some policy selects but nothing allows is default deny.
  */
 struct policy_query {
 	__u32 src_id;
@@ -810,9 +818,9 @@ struct policy_query {
 __attribute__((noinline)) int webb_policy_verdict(struct policy_query *q, struct ct_entry *e)
 {
 	struct policy_key k;
-	struct policy_value exact = {}, wild = {};
-	int has_exact, has_wild;
-	__u32 marker = 0, unused = 0;
+	struct policy_value exact = {}, wild = {}, rsum = {}, wsum = {};
+	int has_exact = 0, has_wild, found;
+	__u32 marker;
 	__u8 hook_dir, proto;
 	__u16 dport;
 	__u32 src_id, dst_id, rev, remote;
@@ -846,14 +854,36 @@ __attribute__((noinline)) int webb_policy_verdict(struct policy_query *q, struct
 	}
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
 		dport = 0;
+	if (remote) {
+		k.remote = remote;
+		found = policy_group(&k, proto, dport, &exact, &rsum);
+		if (found >= 0 && (rsum.flags & POLICY_F_MERGED)) {
+			/* The remote's group decides alone (the wildcard's entries are in it). */
+			if (found > 0 && exact.action == POLICY_DENY) {
+				e->rule_id = exact.rule_id;
+				e->match_type = match_of(&exact, !(exact.flags & POLICY_F_WILD));
+				e->drop_reason = WEBB_DROP_POLICY_DENY;
+			} else if (found > 0 && exact.action == POLICY_ALLOW) {
+				e->rule_id = exact.rule_id;
+				e->match_type = match_of(&exact, !(exact.flags & POLICY_F_WILD));
+				return 0;
+			} else if (rsum.marker) {
+				e->rule_id = rsum.marker;
+				e->drop_reason = WEBB_DROP_POLICY_DENIED;
+			} else {
+				return 0;
+			}
+			e->verdict = cfg_policy_audit ? WEBB_VERDICT_AUDIT : WEBB_VERDICT_DROP;
+			return 0;
+		}
+		has_exact = found > 0;
+	}
 	k.remote = 0;
-	has_wild = policy_group(&k, proto, dport, &wild, &marker);
-	/* Nothing for the wildcard, not even the marker: no policy selects the endpoint in this
-	 * direction or names it at all, so no identity has entries either. */
-	if (!has_wild && !marker)
+	has_wild = policy_group(&k, proto, dport, &wild, &wsum);
+	/* No wildcard summary: no policy selects the endpoint in this direction or names it. */
+	if (has_wild < 0)
 		return 0;
-	k.remote = remote;
-	has_exact = remote && policy_group(&k, proto, dport, &exact, &unused);
+	marker = wsum.marker;
 	/* Copies, not pointers: clang would otherwise OR the two pointers into one null test. */
 	if (has_exact && exact.action == POLICY_DENY) {
 		e->rule_id = exact.rule_id;
