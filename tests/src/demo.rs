@@ -40,6 +40,15 @@ pub struct Binaries {
 }
 
 impl Binaries {
+    /// The binaries built beside the running test (`target/<profile>/`).
+    pub fn beside_tests() -> Binaries {
+        Binaries {
+            agent: crate::binary("webb-agent"),
+            relay: crate::binary("webb-relay"),
+            webb: crate::binary("webb"),
+        }
+    }
+
     /// The binaries in `dir` (e.g. `target/debug`).
     pub fn in_dir(dir: &Path) -> Binaries {
         Binaries {

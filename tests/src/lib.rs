@@ -28,6 +28,28 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A process's output bytes as text (for assertions and failure messages).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `webb certs ARGS --dir DIR`, which must succeed (a CA first, then node, relay and client
+/// certificates signed by it).
+pub fn webb_certs(dir: &Path, args: &[&str]) {
+    let out = Command::new(binary("webb"))
+        .arg("certs")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("running webb certs");
+    assert!(
+        out.status.success(),
+        "webb certs {args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

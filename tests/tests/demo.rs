@@ -8,7 +8,6 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use webb_scenarios::binary;
 use webb_scenarios::demo::{Binaries, Options, Ports, Stack};
 
 #[test]
@@ -16,11 +15,7 @@ fn the_demo_scenario_shows_every_promised_fact_and_leaves_nothing_behind() {
     netlab::cleanup_stale("wdemo");
     let prefix = netlab::unique_prefix("wdemo");
     let work = tempfile::tempdir().expect("a work directory");
-    let bins = Binaries {
-        agent: binary("webb-agent"),
-        relay: binary("webb-relay"),
-        webb: binary("webb"),
-    };
+    let bins = Binaries::beside_tests();
     let topo = netlab::Topology::build(&prefix).expect("building the shop's network");
     let stop = AtomicBool::new(false);
     let (summary, report) = {

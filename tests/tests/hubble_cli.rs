@@ -14,7 +14,7 @@ use std::time::Duration;
 use std::sync::atomic::AtomicBool;
 
 use webb_scenarios::demo::{Binaries, Options, Ports, Stack};
-use webb_scenarios::{Process, binary, free_port, retry_until};
+use webb_scenarios::{Process, binary, free_port, retry_until, text, webb_certs};
 
 const FLOWS: usize = 400;
 const READY: Duration = Duration::from_secs(60);
@@ -52,10 +52,6 @@ const OBSERVE_CASES: &[&[&str]] = &[
     &["--since", "2000-01-01T00:00:00Z", "--last", "5"],
 ];
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn hubble_bin() -> Option<PathBuf> {
     let path = PathBuf::from(std::env::var_os("HUBBLE_BIN")?);
     assert!(
@@ -76,19 +72,6 @@ fn run(program: &Path, args: &[&str], dir: &Path) -> Output {
         .env("HUBBLE_CONFIG", dir.join("no-hubble-config.yaml"))
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", program.display()))
-}
-
-fn certs(dir: &Path, args: &[&str]) {
-    let out = run(
-        &binary("webb"),
-        &[&["certs"], args, &["--dir", "."]].concat(),
-        dir,
-    );
-    assert!(
-        out.status.success(),
-        "webb certs {args:?}: {}",
-        text(&out.stderr)
-    );
 }
 
 /// A relay serving generated flows (HTTP, DNS, drops across namespaces), optionally over mTLS.
@@ -190,9 +173,9 @@ fn the_real_hubble_cli_prints_what_webb_prints_over_plaintext_and_mtls() {
     };
     let dir = tempfile::tempdir().expect("a directory");
     let d = dir.path();
-    certs(d, &["ca"]);
-    certs(d, &["relay", "--ip", "127.0.0.1"]);
-    certs(d, &["client", "alice"]);
+    webb_certs(d, &["ca"]);
+    webb_certs(d, &["relay", "--ip", "127.0.0.1"]);
+    webb_certs(d, &["client", "alice"]);
 
     let (mut plain, plain_addr) = relay(d, false);
     let (mut secure, secure_addr) = relay(d, true);
@@ -292,11 +275,7 @@ fn the_real_hubble_cli_reads_the_demos_agents_and_relay_as_webb_does() {
     let prefix = netlab::unique_prefix("whub");
     let work = tempfile::tempdir().expect("a work directory");
     let d = work.path();
-    let bins = Binaries {
-        agent: binary("webb-agent"),
-        relay: binary("webb-relay"),
-        webb: binary("webb"),
-    };
+    let bins = Binaries::beside_tests();
     let topo = netlab::Topology::build(&prefix).expect("building the shop's network");
     let stop = AtomicBool::new(false);
     let mut stack = Stack::start(

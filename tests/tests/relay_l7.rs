@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use webb_scenarios::{Process, binary, free_port, retry_until};
+use webb_scenarios::{Process, binary, free_port, retry_until, text};
 
 /// Namespace prefix base of this scenario (`wbl7-<pid>-<n>-…`).
 const BASE: &str = "wbl7";
@@ -336,10 +336,6 @@ fn read_answers(conn: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Vec<u16> {
 
 // ---------------------------------------------------------------------------------------------
 // The binaries
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn webb(args: &[&str]) -> Output {
     Command::new(binary("webb"))

@@ -5,7 +5,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use webb_scenarios::{Process, binary, free_port, retry_until};
+use webb_scenarios::{Process, binary, free_port, retry_until, text};
 
 const FLOWS: usize = 2000;
 const TOKEN: &str = "s3cret-token";
@@ -44,10 +44,6 @@ fn webb_sql(relay: &Relay, args: &[&str]) -> Output {
         .env_remove("WEBB_API_TOKEN")
         .output()
         .expect("running webb sql")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Waits until the relay answers (it writes its synthetic flows first).

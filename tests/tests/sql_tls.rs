@@ -9,30 +9,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use webb_scenarios::{Process, binary, free_port, retry_until};
+use webb_scenarios::{Process, binary, free_port, retry_until, text, webb_certs};
 
 const FLOWS: usize = 300;
 const READY: Duration = Duration::from_secs(60);
 const COUNT: &str = "SELECT count(*) AS n FROM flows";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn certs(dir: &Path, args: &[&str]) {
-    let out = Command::new(binary("webb"))
-        .arg("certs")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .expect("running webb certs");
-    assert!(
-        out.status.success(),
-        "webb certs {args:?}: {}",
-        text(&out.stderr)
-    );
-}
 
 /// `webb sql` in `dir` (where the certificates are), with `args` as given.
 fn webb_sql(dir: &Path, args: &[&str]) -> Output {
@@ -63,11 +44,11 @@ fn with<'a>(first: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
 fn webb_sql_queries_a_relay_over_mtls_with_observes_tls_flags_and_bad_clients_are_told_why() {
     let dir = tempfile::tempdir().expect("a directory");
     let d = dir.path();
-    certs(d, &["ca"]);
-    certs(d, &["relay", "--ip", "127.0.0.1"]);
-    certs(d, &["client", "alice"]);
+    webb_certs(d, &["ca"]);
+    webb_certs(d, &["relay", "--ip", "127.0.0.1"]);
+    webb_certs(d, &["client", "alice"]);
     let other = d.join("other");
-    certs(&other, &["ca", "--name", "Somebody else's CA"]);
+    webb_certs(&other, &["ca", "--name", "Somebody else's CA"]);
 
     let http = format!("127.0.0.1:{}", free_port());
     let mut command = Command::new(binary("webb-relay"));

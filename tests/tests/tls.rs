@@ -9,29 +9,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use webb_scenarios::{Process, binary, free_port, retry_until};
+use webb_scenarios::{Process, binary, free_port, retry_until, text, webb_certs};
 
 const FLOWS: usize = 50;
 const READY: Duration = Duration::from_secs(60);
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn certs(dir: &Path, args: &[&str]) {
-    let out = Command::new(binary("webb"))
-        .arg("certs")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .expect("running webb certs");
-    assert!(
-        out.status.success(),
-        "webb certs {args:?}: {}",
-        text(&out.stderr)
-    );
-}
 
 fn webb(args: &[&str], dir: &Path) -> Output {
     Command::new(binary("webb"))
@@ -46,13 +27,13 @@ fn webb(args: &[&str], dir: &Path) -> Output {
 fn webb_with_hubbles_tls_flags_reaches_a_relay_over_mtls_and_bad_clients_are_told_why() {
     let dir = tempfile::tempdir().expect("a directory");
     let d = dir.path();
-    certs(d, &["ca"]);
-    certs(d, &["relay", "--ip", "127.0.0.1"]);
-    certs(d, &["client", "alice"]);
-    certs(d, &["node", "node-1"]);
+    webb_certs(d, &["ca"]);
+    webb_certs(d, &["relay", "--ip", "127.0.0.1"]);
+    webb_certs(d, &["client", "alice"]);
+    webb_certs(d, &["node", "node-1"]);
     // A second CA elsewhere: its certificates are strangers to the relay.
     let other = d.join("other");
-    certs(&other, &["ca", "--name", "Somebody else's CA"]);
+    webb_certs(&other, &["ca", "--name", "Somebody else's CA"]);
     // Existing files are kept unless --force.
     let again = Command::new(binary("webb"))
         .args(["certs", "ca", "--dir"])

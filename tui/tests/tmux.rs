@@ -3,7 +3,6 @@
 //! `webb-relay`'s stored history (`--since`, `--until`), and from a live relay fed by real
 //! agents watching netlab's shop on network namespaces (root).
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -262,11 +261,7 @@ fn tui_against_a_live_relay_shows_real_flows_narrows_them_to_drops_and_counts_ar
     netlab::cleanup_stale("wtui");
     let prefix = netlab::unique_prefix("wtui");
     let work = tempfile::tempdir().expect("a work directory");
-    let bins = Binaries {
-        agent: binary("webb-agent"),
-        relay: binary("webb-relay"),
-        webb: PathBuf::from(WEBB),
-    };
+    let bins = Binaries::beside_tests();
     let topo = netlab::Topology::build(&prefix).expect("building the shop's network");
     let stop = AtomicBool::new(false);
     let mut stack = Stack::start(
