@@ -203,7 +203,8 @@ struct policy_value {
 	__u8 flags;    /* POLICY_F_* */
 	__u32 marker;  /* wildcard and merged summaries: the default-deny marker's rule id (0: not
 			* selected) */
-	__u32 pad2;
+	__u16 port_min; /* summaries: the ports the group's port entries span (any protocol), so */
+	__u16 port_max; /* a port outside them skips those levels' lookups */
 };
 
 struct {
@@ -777,6 +778,8 @@ static __always_inline int policy_group(struct policy_key *k, __u8 proto, __u16 
 		return -1;
 	*sum_out = *sum;
 	levels = sum->levels;
+	if (port < sum->port_min || port > sum->port_max)
+		levels &= (1 << POLICY_LVL_PROTO);
 	k->proto = proto;
 	if (levels & (1 << POLICY_LVL_PORT16))
 		v = policy_level(k, POLICY_LVL_PORT16, port, 0);

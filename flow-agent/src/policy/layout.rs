@@ -14,7 +14,9 @@
 //!   specific level down is the longest-prefix answer;
 //! - the wildcard's entries merged into each remote's group (within [`MERGE_BUDGET`]), with
 //!   the precedence the kernel would apply between the two, so a remote with entries of its own
-//!   costs one group's lookups, not two.
+//!   costs one group's lookups, not two;
+//! - in each summary, the span of ports its group's port entries cover: a port outside it
+//!   skips their levels (an any-port rule beside port rules of the same peer costs no miss).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -54,12 +56,32 @@ fn key(g: Group3, level: u8, proto: u8, port: u16) -> [u8; 16] {
 
 fn value(rule_id: [u8; 4], action: u8, l4: u8, levels: u8, flags: u8, marker: [u8; 4]) -> [u8; 16] {
     let mut v = [0u8; 16];
+    // Port span of a summary: none unless `span` sets it.
+    v[12..14].copy_from_slice(&u16::MAX.to_ne_bytes());
     v[0..4].copy_from_slice(&rule_id);
     v[4] = action;
     v[5] = l4;
     v[6] = levels;
     v[7] = flags;
     v[8..12].copy_from_slice(&marker);
+    v
+}
+
+/// A summary with the span of `g`'s port entries (the kernel skips their levels outside it).
+fn span(mut v: [u8; 16], groups: &[&Group]) -> [u8; 16] {
+    let (mut lo, mut hi) = (u16::MAX, 0u16);
+    for g in groups {
+        for &(level, _, port) in g.below.keys() {
+            if let Some(&(stride, _)) = STRIDES.iter().find(|(_, l)| *l == level) {
+                lo = lo.min(port);
+                hi = hi.max(port | (0xffff_u32 >> stride) as u16);
+            }
+        }
+    }
+    if lo <= hi {
+        v[12..14].copy_from_slice(&lo.to_ne_bytes());
+        v[14..16].copy_from_slice(&hi.to_ne_bytes());
+    }
     v
 }
 
@@ -200,7 +222,10 @@ fn layout_within(entries: &[Entry], budget: usize) -> Vec<MapEntry> {
             LVL_SUMMARY,
             0,
             0,
-            value(rule, action, l4, ep.wild.levels, 0, ep.marker),
+            span(
+                value(rule, action, l4, ep.wild.levels, 0, ep.marker),
+                &[&ep.wild],
+            ),
         );
         for (&(level, proto, port), &(_, (rule, action, l4))) in &ep.wild.below {
             push(
@@ -221,7 +246,7 @@ fn layout_within(entries: &[Entry], budget: usize) -> Vec<MapEntry> {
                     LVL_SUMMARY,
                     0,
                     0,
-                    value(rule, action, l4, r.levels, 0, [0; 4]),
+                    span(value(rule, action, l4, r.levels, 0, [0; 4]), &[r]),
                 );
                 for (&(level, proto, port), &(_, (rule, action, l4))) in &r.below {
                     push(
@@ -241,7 +266,10 @@ fn layout_within(entries: &[Entry], budget: usize) -> Vec<MapEntry> {
                 LVL_SUMMARY,
                 0,
                 0,
-                value(rule, action, l4, levels, flags | F_MERGED, ep.marker),
+                span(
+                    value(rule, action, l4, levels, flags | F_MERGED, ep.marker),
+                    &[r, &ep.wild],
+                ),
             );
             let keys: BTreeSet<(u8, u8, u16)> = r
                 .below
@@ -318,15 +346,24 @@ mod tests {
     fn group(map: &Map, remote: u32, proto: u8, port: u16) -> Option<([u8; 16], Option<[u8; 16]>)> {
         let g = (DIR, EP.to_ne_bytes(), remote.to_ne_bytes());
         let sum = *map.get(&key(g, LVL_SUMMARY, 0, 0))?;
+        let (lo, hi) = (
+            u16::from_ne_bytes([sum[12], sum[13]]),
+            u16::from_ne_bytes([sum[14], sum[15]]),
+        );
+        let levels = if port < lo || port > hi {
+            sum[6] & (1 << LVL_PROTO)
+        } else {
+            sum[6]
+        };
         for &(stride, level) in STRIDES.iter().rev() {
-            if sum[6] & (1 << level) != 0 {
+            if levels & (1 << level) != 0 {
                 let p = (port >> (16 - stride)) << (16 - stride);
                 if let Some(v) = map.get(&key(g, level, proto, p)) {
                     return Some((sum, Some(*v)));
                 }
             }
         }
-        if sum[6] & (1 << LVL_PROTO) != 0
+        if levels & (1 << LVL_PROTO) != 0
             && let Some(v) = map.get(&key(g, LVL_PROTO, proto, 0))
         {
             return Some((sum, Some(*v)));
