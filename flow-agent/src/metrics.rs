@@ -36,6 +36,7 @@ struct ReasonLabels {
 #[derive(Debug, Default)]
 struct FqdnMetrics {
     live: Gauge,
+    waiting: Gauge,
     cidr: Family<StateLabels, Gauge>,
     released: Counter,
     refused: Family<ReasonLabels, Counter>,
@@ -53,6 +54,11 @@ impl FqdnMetrics {
             "webb_cidr_identities",
             "CIDR identities (policies' prefixes and learned toFQDNs addresses): in_use now, max at once (--cidr-identities)",
             self.cidr.clone(),
+        );
+        registry.register(
+            "webb_fqdn_identities_waiting",
+            "Learned toFQDNs addresses refused an identity (all were held by live addresses), not allowed until one is given back",
+            self.waiting.clone(),
         );
         registry.register(
             "webb_fqdn_identities_released",
@@ -73,6 +79,7 @@ impl FqdnMetrics {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let id = now.identities;
         self.live.set(id.live as i64);
+        self.waiting.set(id.waiting as i64);
         self.cidr
             .get_or_create(&StateLabels { state: "in_use" })
             .set(id.in_use as i64);

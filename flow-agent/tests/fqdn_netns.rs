@@ -685,3 +685,97 @@ async fn answers_over_tcp_are_held_until_learned_and_split_ones_are_counted() {
     };
     assert!(counted >= 1.0, "the split answer is counted");
 }
+
+/// The agent's metrics, waiting up to five seconds for `done` to hold.
+async fn metrics_until(
+    lab: &Lab,
+    done: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    let agent = lab.agent.as_ref().expect("the agent runs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = agent.metrics();
+        if done(&m) || Instant::now() > deadline {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A long-running agent with only two CIDR identities (`--cidr-identities 2`), answers with a
+/// 1 s TTL and no grace: each round's two addresses give their identities back when they
+/// expire, so lookups keep working long past the cap, and the expired addresses are dropped
+/// again; while both identities are held by live addresses a third address is refused,
+/// counted and dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_identity_cap_is_reused_as_answers_expire_and_refusals_are_counted() {
+    const ROUNDS: usize = 3;
+    let mut lab = Lab::build("wbfc");
+    let zone = race_zone(2 * ROUNDS + 1, &[5]);
+    let ip_of = {
+        let zone = zone.clone();
+        move |i: usize| zone[&format!("n{i}.5.bench.example")]
+    };
+    lab.serve_kube_dns(zone, 1);
+    let args = ["--cidr-identities", "2", "--fqdn-grace", "0"];
+    let _client = lab.start_agent(&race_policy(), &args).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let resolver = SocketAddr::new(lab.pod_ip("dns").into(), 53);
+    // Resolves name `i` and connects to its address at once: whether the first SYN passed.
+    let lookup_and_connect = move |i: usize| {
+        let ips = resolve(resolver, &format!("n{i}.5.bench.example"), i as u16);
+        let ip = ips.and_then(|v| v.first().copied()).expect("an answer");
+        connects(SocketAddr::new(ip.into(), 8080), Duration::from_millis(200))
+    };
+    let refused = "webb_fqdn_refused_total{reason=\"identities\"}";
+
+    for round in 0..ROUNDS {
+        let (a, b) = (2 * round, 2 * round + 1);
+        let ok = lab.in_client(move || [lookup_and_connect(a), lookup_and_connect(b)]);
+        assert_eq!(
+            ok,
+            [true, true],
+            "round {round}: both addresses reachable at once"
+        );
+        if round == 0 {
+            let third = 2 * ROUNDS;
+            let ok = lab.in_client(move || lookup_and_connect(third));
+            assert!(!ok, "both identities are held by live addresses");
+            let m = metrics_until(&lab, |m| m.get(refused) == Some(&1.0)).await;
+            assert_eq!(m.get(refused), Some(&1.0), "the refusal is counted: {m:?}");
+            assert_eq!(m.get("webb_fqdn_identities_waiting"), Some(&1.0));
+        }
+        // (Round 0's waiting address expires about when the others do: it may or may not take
+        // an identity in between.)
+        let released = (2 * (round + 1)) as f64;
+        let expired = |m: &BTreeMap<String, f64>| {
+            m.get("webb_fqdn_identities") == Some(&0.0)
+                && m.get("webb_fqdn_identities_waiting") == Some(&0.0)
+                && m.get("webb_fqdn_identities_released_total")
+                    .is_some_and(|r| *r == released || *r == released + 1.0)
+        };
+        let m = metrics_until(&lab, expired).await;
+        assert!(
+            expired(&m),
+            "round {round}: both answers expired and gave their identities back: {m:?}"
+        );
+        let (ip_a, ip_b) = (ip_of(a), ip_of(b));
+        let reachable = lab.in_client(move || {
+            [ip_a, ip_b]
+                .map(|ip| connects(SocketAddr::new(ip.into(), 8080), Duration::from_millis(200)))
+        });
+        assert_eq!(
+            reachable,
+            [false, false],
+            "round {round}: expired addresses are dropped"
+        );
+    }
+    let m = lab.agent.as_ref().unwrap().metrics();
+    let released = m["webb_fqdn_identities_released_total"];
+    assert!(
+        released == (2 * ROUNDS) as f64 || released == (2 * ROUNDS + 1) as f64,
+        "every round's two addresses (and maybe the waiting one) gave identities back: {m:?}"
+    );
+    assert_eq!(m.get("webb_cidr_identities{state=\"max\"}"), Some(&2.0));
+    assert_eq!(m.get(refused), Some(&1.0), "no other refusal");
+}

@@ -246,7 +246,8 @@ fn dns_answers_to_a_selected_endpoint_are_held_whole_and_others_pass() {
 /// A long-running agent resolves far more distinct addresses than it has identities for: each
 /// learned address gives its identity back when its TTL (plus grace) has run out, expired
 /// addresses are dropped again, a live address keeps its identity throughout, and an address
-/// that finds every identity held by a live one is refused and counted, never given one.
+/// that finds every identity held by a live one is refused (counted once) and waits, never
+/// taking a live address's identity, until one is given back.
 #[test]
 fn learned_addresses_give_their_identities_back_so_resolving_never_runs_out() {
     const CAP: usize = 3;
@@ -322,13 +323,13 @@ fn learned_addresses_give_their_identities_back_so_resolving_never_runs_out() {
         .collect();
     f.learn_at("b.example.com", "198.19.63.2", 30, now);
     assert_eq!(f.engine.fqdn_stats().identities.refused, 0, "not yet full");
-    f.learn_at("c.example.com", "198.19.63.3", 30, now);
+    f.learn_at("c.example.com", "198.19.63.3", 60, now);
     let s = f.engine.fqdn_stats();
     assert_eq!(
         s.identities.refused, 1,
         "the fourth live address is refused"
     );
-    assert_eq!(s.identities.live, CAP);
+    assert_eq!((s.identities.live, s.identities.waiting), (CAP, 1));
     assert_eq!(f.learned_identity("198.19.63.3"), None);
     let (rc, dst) = f.connect("198.19.63.3", next_port());
     assert_eq!((rc, dst), (SHOT, flow_agent::identity::IDENTITY_WORLD));
@@ -338,11 +339,18 @@ fn learned_addresses_give_their_identities_back_so_resolving_never_runs_out() {
             .to_vec(),
         held
     );
+    f.learn_at("c.example.com", "198.19.63.3", 60, now);
+    assert_eq!(
+        f.engine.fqdn_stats().identities.refused,
+        1,
+        "an answer repeated while the address waits is not refused again"
+    );
 
-    // Once the others expire, the refused name, asked again, gets an identity.
+    // a and b expire (TTL 30 s) while c (60 s) is still live: c gets an identity at once.
     let now = at(10 * rounds + 40);
     assert!(f.expire_at(now));
-    assert!(f.learn_at("c.example.com", "198.19.63.3", 30, now));
+    let s = f.engine.fqdn_stats();
+    assert_eq!((s.identities.waiting, s.identities.refused), (0, 1));
     assert!(f.learned_identity("198.19.63.3").is_some());
     assert_eq!(f.connect("198.19.63.3", next_port()).0, PASS);
 }

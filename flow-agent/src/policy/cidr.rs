@@ -6,7 +6,8 @@
 //! [`CIDR_IDENTITY_BASE`]). A learned host no policy names gives its identity back when it is no
 //! longer learned; the number is handed out again only after every other number of the pool
 //! (see [`IdentityPool`]). When every identity is held by a live address, a new address is
-//! refused (and counted), never given a number someone still holds.
+//! refused (counted once) and waits, never given a number someone still holds: it gets one as
+//! soon as one frees up while it is still learned.
 //!
 //! A released number may still sit in the kernel's conntrack entries of connections to its
 //! old address: the datapath looks both ends up again whenever the policy revision changed
@@ -29,6 +30,8 @@ pub struct CidrIdentities {
     policy: BTreeSet<IpNet>,
     /// Names DNS answers gave for single addresses (`toFQDNs`), by their host prefix.
     fqdn: BTreeMap<IpNet, BTreeSet<String>>,
+    /// Learned hosts refused an identity, waiting for one.
+    waiting: BTreeSet<IpNet>,
     pool: IdentityPool,
     released: u64,
     refused: u64,
@@ -47,7 +50,8 @@ pub struct FqdnUpdate {
     pub added: bool,
     /// Host prefixes that gave their identity back (no longer learned, named by no policy).
     pub released: Vec<(IpNet, u32)>,
-    /// Learned addresses left without an identity: every identity was in use.
+    /// Learned addresses newly left without an identity: every identity was in use. They wait
+    /// (see [`FqdnIdentityStats::waiting`]) and are not reported again while they do.
     pub refused: Vec<IpAddr>,
 }
 
@@ -63,6 +67,8 @@ pub struct FqdnIdentityStats {
     pub released: u64,
     /// Learned addresses refused an identity because all were in use, in total.
     pub refused: u64,
+    /// Learned addresses refused an identity that wait for one now.
+    pub waiting: usize,
 }
 
 impl CidrIdentities {
@@ -73,6 +79,7 @@ impl CidrIdentities {
             by_id: HashMap::new(),
             policy: BTreeSet::new(),
             fqdn: BTreeMap::new(),
+            waiting: BTreeSet::new(),
             pool: IdentityPool::new(CIDR_IDENTITY_BASE, cap),
             released: 0,
             refused: 0,
@@ -106,7 +113,7 @@ impl CidrIdentities {
     /// Makes `learned` (address → names from DNS answers) the addresses `toFQDNs` selectors
     /// see, each with an identity of its own host prefix. Hosts no longer learned give their
     /// identities back first (unless a policy names the prefix), then new hosts take one while
-    /// any is free; the rest are refused and left out.
+    /// any is free; the rest wait, left out of the policy (each reported once, when refused).
     pub fn set_fqdn(&mut self, learned: BTreeMap<IpAddr, BTreeSet<String>>) -> FqdnUpdate {
         let wanted: BTreeMap<IpNet, BTreeSet<String>> = learned
             .into_iter()
@@ -125,12 +132,16 @@ impl CidrIdentities {
         }
         self.released += up.released.len() as u64;
         let mut fqdn = BTreeMap::new();
+        self.waiting.retain(|n| wanted.contains_key(n));
         for (net, names) in wanted {
             if !self.by_prefix.contains_key(&net) {
                 if self.allocate(net).is_none() {
-                    up.refused.push(net.addr());
+                    if self.waiting.insert(net) {
+                        up.refused.push(net.addr());
+                    }
                     continue;
                 }
+                self.waiting.remove(&net);
                 up.added = true;
             }
             fqdn.insert(net, names);
@@ -171,6 +182,7 @@ impl CidrIdentities {
             cap: self.pool.cap(),
             released: self.released,
             refused: self.refused,
+            waiting: self.waiting.len(),
         }
     }
 }
@@ -213,8 +225,19 @@ mod tests {
         assert!(!up.added);
         assert_eq!(c.get(&host("198.19.0.3")), None);
         assert_eq!(c.fqdn_names(&host("198.19.0.3")).count(), 0);
+        let again = c.set_fqdn(learned(&[
+            "198.18.9.1",
+            "198.19.0.1",
+            "198.19.0.2",
+            "198.19.0.3",
+        ]));
+        assert!(
+            again.refused.is_empty(),
+            "a waiting address is reported once"
+        );
+        assert_eq!(c.fqdn_stats().waiting, 1);
 
-        // 198.19.0.2 expired: its identity goes to the refused address; the policy's prefix
+        // 198.19.0.2 expired: its identity goes to the waiting address; the policy's prefix
         // stays although no longer learned; the live one keeps its number.
         let freed = c.get(&host("198.19.0.2")).unwrap();
         let up = c.set_fqdn(learned(&["198.19.0.1", "198.19.0.3"]));
@@ -231,7 +254,8 @@ mod tests {
                 in_use: 3,
                 cap: 3,
                 released: 1,
-                refused: 1
+                refused: 1,
+                waiting: 0,
             }
         );
         assert!(matches!(

@@ -19,8 +19,8 @@
 
 mod cidr;
 pub mod compile;
-pub mod layout;
 pub mod fqdn;
+pub mod layout;
 mod spec;
 pub mod status;
 
@@ -720,21 +720,16 @@ impl PolicyEngine {
     }
 
     /// Gives the learned addresses identities (see [`CidrIdentities::set_fqdn`]); addresses
-    /// refused one are forgotten (a later answer tries again), counted and logged.
-    fn learned_identities(
-        learned: &mut fqdn::LearnedNames,
-        cidrs: &mut CidrIdentities,
-    ) -> FqdnUpdate {
+    /// newly refused one are logged (and counted there); they wait for one while learned.
+    fn learned_identities(learned: &fqdn::LearnedNames, cidrs: &mut CidrIdentities) -> FqdnUpdate {
         let up = cidrs.set_fqdn(learned.snapshot());
         if let Some(first) = up.refused.first() {
             let s = cidrs.fqdn_stats();
             tracing::warn!(
                 refused = up.refused.len(), first = %first, in_use = s.in_use, max = s.cap,
-                "toFQDNs: every CIDR identity is held by a live address; the new addresses are not allowed"
+                waiting = s.waiting,
+                "toFQDNs: every CIDR identity is held by a live address; new addresses are not allowed until one is given back"
             );
-            for ip in &up.refused {
-                learned.forget(ip);
-            }
         }
         up
     }
@@ -771,7 +766,7 @@ impl PolicyEngine {
         mut publish: impl FnMut(&Arc<PolicyView>),
     ) -> Result<ApplyReport, ApplyError> {
         let mut cidrs = self.cidrs.clone();
-        let up = Self::learned_identities(&mut self.learned, &mut cidrs);
+        let up = Self::learned_identities(&self.learned, &mut cidrs);
         let t0 = Instant::now();
         let compiled = compile(&self.current, eps, &cidrs, dp.policy_revision() + 1)?;
         let compile_time = t0.elapsed();
@@ -812,7 +807,7 @@ impl PolicyEngine {
         // Learned addresses stay for the names the new policies still select.
         let mut learned = self.learned.clone();
         learned.retain_names(|n| Self::fqdn_selectors(&policies).any(|s| s.matches(n)));
-        let up = Self::learned_identities(&mut learned, &mut cidrs);
+        let up = Self::learned_identities(&learned, &mut cidrs);
         added |= up.added;
         self.withdraw_released(dp, eps, &up.released)?;
         if added && dp.policy_revision() != 0 {
