@@ -132,12 +132,14 @@ pub fn write_parquet<W: std::io::Write + Send>(
 }
 
 /// Writes `batches` as one file of partition `hour` named after `seq_lo..=seq_hi`, atomically.
+/// Batches are written as they come, so a merge of many files holds one batch and the row
+/// group being encoded, never the files' rows all at once.
 pub(crate) fn write(
     root: &Path,
     hour: i64,
     seq_lo: u64,
     seq_hi: u64,
-    batches: &[RecordBatch],
+    batches: impl IntoIterator<Item = Result<RecordBatch, parquet::errors::ParquetError>>,
     props: WriterProperties,
 ) -> std::io::Result<Segment> {
     let dir = partition_dir(root, hour);
@@ -145,27 +147,33 @@ pub(crate) fn write(
     let name = file_name(seq_lo, seq_hi);
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(&name);
+    let mut rows = 0u64;
+    let mut range: Option<(i64, i64)> = None;
     let result = (|| {
         let file = File::create(&tmp)?;
-        let file = write_parquet(batches, file, props)?;
-        file.sync_all()?;
-        Ok::<u64, parquet::errors::ParquetError>(batches.iter().map(|b| b.num_rows() as u64).sum())
-    })();
-    let rows = match result {
-        Ok(rows) => rows,
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            return Err(std::io::Error::other(e));
+        let mut w = ArrowWriter::try_new(file, flow_schema(), Some(props))?;
+        for batch in batches {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            if let Some((lo, hi)) = time_range(std::slice::from_ref(&batch)) {
+                range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+            }
+            w.write(&batch)?;
         }
-    };
+        w.into_inner()?.sync_all()?;
+        Ok::<(), parquet::errors::ParquetError>(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(std::io::Error::other(e));
+    }
     fs::rename(&tmp, &path)?;
     // The rename is durable only once the directory entry is.
     if let Ok(d) = File::open(&dir) {
         let _ = d.sync_all();
     }
     let bytes = fs::metadata(&path)?.len();
-    let (min_time, max_time) =
-        time_range(batches).unwrap_or((hour * NS_PER_HOUR, (hour + 1) * NS_PER_HOUR - 1));
+    let (min_time, max_time) = range.unwrap_or((hour * NS_PER_HOUR, (hour + 1) * NS_PER_HOUR - 1));
     Ok(Segment {
         path,
         hour,
@@ -295,15 +303,18 @@ pub(crate) fn remove_if_empty(dir: &Path) {
     }
 }
 
-/// Reads whole files back (for compaction).
-pub(crate) fn read_all(path: &Path) -> Result<Vec<RecordBatch>, parquet::errors::ParquetError> {
+/// Reads a file back batch by batch (for compaction).
+pub(crate) fn read_batches(
+    path: &Path,
+) -> Result<
+    impl Iterator<Item = Result<RecordBatch, parquet::errors::ParquetError>>,
+    parquet::errors::ParquetError,
+> {
     let file = File::open(path)?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(65_536)
+        .with_batch_size(8_192)
         .build()?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+    Ok(reader.map(|b| b.map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))))
 }
 
 #[cfg(test)]
