@@ -22,6 +22,9 @@ pub struct Blast {
 /// conntrack entry was evicted or at least stopped being the last one.
 const FIRST_PORT: u16 = 1024;
 
+/// Datagrams sent by every blast of this process so far: where the next blast's tuples start.
+static NEXT_TUPLE: AtomicU64 = AtomicU64::new(0);
+
 /// Sends up to `count` UDP datagrams with `payload` bytes from `src` to `dst:dport` for at
 /// most `duration`, as fast as the path takes them, each from the next source port. Runs on the
 /// calling thread, which must live in the sender's network namespace (root: a raw socket).
@@ -48,8 +51,12 @@ pub fn udp_new_flows_to(
     duration: Duration,
 ) -> io::Result<Blast> {
     assert!(!ports.is_empty(), "at least one destination port");
-    let dst = SocketAddrV4::new(dst_ip, ports[0]);
-    let mut next_dport = 0usize;
+    // Each call goes on where the previous one stopped: a benchmark that blasts in many short
+    // calls would otherwise send the same first tuples again and again (conntrack hits).
+    let start = NEXT_TUPLE.load(Ordering::Relaxed);
+    let span = u64::from(u16::MAX - FIRST_PORT) + 1;
+    let mut next_dport = ((start / span) % ports.len() as u64) as usize;
+    let dst = SocketAddrV4::new(dst_ip, ports[next_dport]);
     // SAFETY: plain socket(2); the fd is owned below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
     if fd < 0 {
@@ -80,7 +87,7 @@ pub fn udp_new_flows_to(
     };
     let started = Instant::now();
     let (mut sent, mut refused) = (0u64, 0u64);
-    let mut port = FIRST_PORT;
+    let mut port = FIRST_PORT + (start % span) as u16;
     while sent + refused < count {
         // The clock is read once per 256 datagrams: it costs as much as a send otherwise.
         if (sent + refused).is_multiple_of(256) && started.elapsed() >= duration {
@@ -111,6 +118,7 @@ pub fn udp_new_flows_to(
             refused += 1;
         }
     }
+    NEXT_TUPLE.fetch_add(sent + refused, Ordering::Relaxed);
     Ok(Blast {
         sent,
         refused,
