@@ -306,7 +306,10 @@ mod tests {
 
     /// An entry as `compile` encodes it: `l4` is None (every L4), Some((proto, None)) or
     /// Some((proto, Some((start, bits)))).
-    fn entry(remote: u32, l4: Option<(u8, Option<(u16, u8)>)>, rule: u32, action: u8) -> Entry {
+    /// The L4 part of a test entry (see [`entry`]).
+    type L4 = Option<(u8, Option<(u16, u8)>)>;
+
+    fn entry(remote: u32, l4: L4, rule: u32, action: u8) -> Entry {
         let mut key = [0u8; 16];
         key[1] = DIR;
         key[4..8].copy_from_slice(&EP.to_ne_bytes());
@@ -501,15 +504,14 @@ mod tests {
         for round in 0..300 {
             let mut entries = Vec::new();
             let mut seen = std::collections::HashSet::new();
-            let mut rule = 1;
             if next() % 2 == 0 {
                 entries.push(marker());
             }
-            for _ in 0..(1 + next() % 8) {
+            for rule in 1..=(1 + next() % 8) as u32 {
                 let remote = (next() % 2) as u32 * 40;
                 let proto = if next() % 4 == 0 { 17 } else { TCP };
                 let kind = next() % 10;
-                let l4s: Vec<Option<(u8, Option<(u16, u8)>)>> = match kind {
+                let l4s: Vec<L4> = match kind {
                     0 => vec![None],
                     1 => vec![Some((proto, None))],
                     _ => {
@@ -534,7 +536,6 @@ mod tests {
                         entries.push(entry(remote, l4, rule, action));
                     }
                 }
-                rule += 1;
             }
             let merged = map_of(&entries);
             // Budget 0: merged only where the wildcard has nothing below its summary.
