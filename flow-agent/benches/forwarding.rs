@@ -148,6 +148,17 @@ fn main() {
     let after = agent.metrics();
     let hwm_kb = agent.status_kb("VmHWM").unwrap_or(0);
     let rss_kb = agent.status_kb("VmRSS").unwrap_or(0);
+    // Where the resident memory is: heap (the flow ring, decoder), mapped files (the binary),
+    // shared (the BPF ring buffer's mapping).
+    let parts: Vec<String> = ["RssAnon", "RssFile", "RssShmem"]
+        .iter()
+        .map(|k| {
+            format!(
+                "{k} {:.1} MB",
+                agent.status_kb(k).unwrap_or(0) as f64 / 1024.0
+            )
+        })
+        .collect();
     drop(agent);
     baseline.extend((0..ROUNDS).map(|_| path.round()));
 
@@ -199,8 +210,9 @@ fn main() {
         }
     );
     println!(
-        "  agent memory with a 65535-flow ring under this load: VmHWM {rss_mb:.1} MB, VmRSS {:.1} MB (goal ≤ {GOAL_RSS_MB} MB: {})",
+        "  agent memory with a 65535-flow ring under this load: VmHWM {rss_mb:.1} MB, VmRSS {:.1} MB ({}) (goal ≤ {GOAL_RSS_MB} MB: {})",
         rss_kb as f64 / 1024.0,
+        parts.join(", "),
         if rss_mb <= GOAL_RSS_MB {
             "met"
         } else {
