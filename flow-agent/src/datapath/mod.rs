@@ -145,10 +145,58 @@ impl Default for DatapathConfig {
 /// `bpf/flow.bpf.c`); with more it walks the LPM trie.
 const IPCACHE_LENS_MAX: usize = 8;
 
-/// Time an inactive policy slot is left alone after a switch before it is rewritten: far more
-/// than any program run that may still be reading it (they take well under a microsecond and
-/// cannot sleep).
+/// Time an inactive policy slot is left alone after a switch before it is rewritten, when the
+/// kernel cannot wait for an RCU grace period (`membarrier(MEMBARRIER_CMD_GLOBAL)`, see
+/// [`SlotGrace`]): far more than any program run that may still be reading it (they take well
+/// under a microsecond and cannot sleep).
 pub const POLICY_GRACE: Duration = Duration::from_millis(20);
+
+/// Waits for an RCU grace period: `membarrier(MEMBARRIER_CMD_GLOBAL)` runs the kernel's
+/// `synchronize_rcu()`. Datapath programs run inside RCU read-side sections (the TC hooks and
+/// `BPF_PROG_TEST_RUN` alike), so every run that started before the call has ended when it
+/// returns — also one whose vCPU the hypervisor paused half-way. About 8 ms on the 2-vCPU VM
+/// (HZ 250), where [`POLICY_GRACE`] was a guess of 20 ms.
+fn rcu_grace_period() -> std::io::Result<()> {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier(2) with constant arguments reads and writes no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The grace period after a policy switch, before the slot that was in force may be rewritten.
+/// It runs on a thread from the switch on, so the next install waits only for what is left of
+/// it (a held DNS answer waits for that install).
+#[derive(Debug, Default)]
+struct SlotGrace(Option<std::thread::JoinHandle<()>>);
+
+impl SlotGrace {
+    fn wait_out() {
+        if rcu_grace_period().is_err() {
+            std::thread::sleep(POLICY_GRACE);
+        }
+    }
+
+    /// A switch just happened.
+    fn start(&mut self) {
+        self.0 = std::thread::Builder::new()
+            .name("webb-policy-grace".into())
+            .spawn(Self::wait_out)
+            .ok();
+        if self.0.is_none() {
+            Self::wait_out();
+        }
+    }
+
+    /// Returns once every program run that may have read the previous slot has ended.
+    fn wait(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// Errors of the datapath.
 #[derive(Debug, thiserror::Error)]
@@ -338,7 +386,7 @@ pub struct Datapath {
     policy_rev: u32,
     policy_slots: [Vec<[u8; 16]>; 2],
     policy_map: BpfHashMap<MapData, [u8; 16], [u8; 16]>,
-    policy_switched: Option<std::time::Instant>,
+    policy_grace: SlotGrace,
     ring_positions: Option<ring::RingPositions>,
 }
 
@@ -446,7 +494,7 @@ impl Datapath {
             policy_rev: 0,
             policy_slots: [Vec::new(), Vec::new()],
             policy_map,
-            policy_switched: None,
+            policy_grace: SlotGrace::default(),
             ring_positions,
         };
         if dp.config.kernel_drops {
@@ -796,12 +844,7 @@ impl Datapath {
         }
         let slot = (rev & 1) as usize;
         // The slot was in force until the previous switch: let programs that read it finish.
-        if let Some(t) = self.policy_switched {
-            let since = t.elapsed();
-            if since < POLICY_GRACE {
-                std::thread::sleep(POLICY_GRACE - since);
-            }
-        }
+        self.policy_grace.wait();
         let old = std::mem::take(&mut self.policy_slots[slot]);
         let mut keys = Vec::with_capacity(entries.len());
         let hash = &mut self.policy_map;
@@ -827,7 +870,7 @@ impl Datapath {
         state.set(0, rev, 0).map_err(map_err("POLICY_STATE"))?;
         self.policy_slots[slot] = keys;
         self.policy_rev = rev;
-        self.policy_switched = Some(std::time::Instant::now());
+        self.policy_grace.start();
         Ok(rev)
     }
 
