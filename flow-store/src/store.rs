@@ -32,7 +32,9 @@ pub struct StoreConfig {
     pub retention_age: Option<Duration>,
     /// The oldest files are deleted while the store is larger (`--retention-bytes`).
     pub retention_bytes: Option<u64>,
-    /// Flows waiting for the writer; beyond it `try_append` drops and counts.
+    /// Flows waiting for the writer; beyond it `try_append` drops and counts. A queued flow is
+    /// a whole `Flow` (about 1.5 KB in the relay): 16 Ki of them kept the relay's peak RSS
+    /// 70-80 MB lower than 64 Ki at 50k flows/s, with the same share of flows stored.
     pub queue_capacity: usize,
     /// Rows per in-memory batch (also the unit the table serves before a flush).
     pub batch_rows: usize,
@@ -55,7 +57,7 @@ impl StoreConfig {
             flush_interval: Duration::from_secs(5),
             retention_age: Some(Duration::from_secs(24 * 3600)),
             retention_bytes: None,
-            queue_capacity: 65_536,
+            queue_capacity: 16_384,
             batch_rows: 8192,
             seal_interval: Duration::from_millis(250),
             compact_below_bytes: 16 << 20,

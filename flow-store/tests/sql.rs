@@ -29,7 +29,7 @@ fn fixture(rows: usize) -> Fixture {
         1000,
     );
     for f in g.batch(0, rows) {
-        assert!(store.try_append(f));
+        assert!(store.append_blocking(f));
     }
     store.flush().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
