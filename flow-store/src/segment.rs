@@ -119,21 +119,22 @@ pub(crate) fn time_range(batches: &[RecordBatch]) -> Option<(i64, i64)> {
 /// Encodes flow batches as one Parquet file the way the store writes its files, rows in the
 /// order given (arrival order, nearly time order: keeps `time` delta-encoded in a byte or two
 /// and the sequential uuids small; sorting by endpoint was measured to double the size).
+/// Batches are written as they come, so a caller streaming them (compaction) holds one batch
+/// and the row group being encoded, never all the rows at once.
 pub fn write_parquet<W: std::io::Write + Send>(
-    batches: &[RecordBatch],
+    batches: impl IntoIterator<Item = Result<RecordBatch, parquet::errors::ParquetError>>,
     out: W,
     props: WriterProperties,
 ) -> Result<W, parquet::errors::ParquetError> {
     let mut w = ArrowWriter::try_new(out, flow_schema(), Some(props))?;
     for b in batches {
-        w.write(b)?;
+        w.write(&b?)?;
     }
     w.into_inner()
 }
 
-/// Writes `batches` as one file of partition `hour` named after `seq_lo..=seq_hi`, atomically.
-/// Batches are written as they come, so a merge of many files holds one batch and the row
-/// group being encoded, never the files' rows all at once.
+/// Writes `batches` as one file of partition `hour` named after `seq_lo..=seq_hi`, atomically,
+/// through [`write_parquet`].
 pub(crate) fn write(
     root: &Path,
     hour: i64,
@@ -150,17 +151,15 @@ pub(crate) fn write(
     let mut rows = 0u64;
     let mut range: Option<(i64, i64)> = None;
     let result = (|| {
-        let file = File::create(&tmp)?;
-        let mut w = ArrowWriter::try_new(file, flow_schema(), Some(props))?;
-        for batch in batches {
-            let batch = batch?;
-            rows += batch.num_rows() as u64;
-            if let Some((lo, hi)) = time_range(std::slice::from_ref(&batch)) {
-                range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        let counted = batches.into_iter().inspect(|batch| {
+            if let Ok(batch) = batch {
+                rows += batch.num_rows() as u64;
+                if let Some((lo, hi)) = time_range(std::slice::from_ref(batch)) {
+                    range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+                }
             }
-            w.write(&batch)?;
-        }
-        w.into_inner()?.sync_all()?;
+        });
+        write_parquet(counted, File::create(&tmp)?, props)?.sync_all()?;
         Ok::<(), parquet::errors::ParquetError>(())
     })();
     if let Err(e) = result {
