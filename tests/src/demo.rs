@@ -217,6 +217,20 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The stack a test runs on `topo`: the binaries built beside the test, free ports, default
+    /// options, no Ctrl-C; panics when it does not come up.
+    pub fn for_test(topo: &netlab::Topology, work: &Path) -> Stack {
+        Stack::start(
+            topo,
+            &Binaries::beside_tests(),
+            &Ports::free(topo.nodes().len()),
+            &Options::default(),
+            work,
+            &AtomicBool::new(false),
+        )
+        .expect("starting agents and relay")
+    }
+
     /// Writes the endpoints and policy files into `work`, starts the agents and the relay, and
     /// waits until each answers `webb status`. `stop` (Ctrl-C) ends the waiting early.
     pub fn start(

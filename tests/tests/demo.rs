@@ -5,29 +5,18 @@
 //! same call audited by `shop/frontend-egress` on the frontend's node, a kernel drop reason for
 //! a drop Webb did not cause, each agent's loss reconciled — and nothing left behind.
 
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use webb_scenarios::demo::{Binaries, Options, Ports, Stack};
+use webb_scenarios::demo::Stack;
 
 #[test]
 fn the_demo_scenario_shows_every_promised_fact_and_leaves_nothing_behind() {
     netlab::cleanup_stale("wdemo");
     let prefix = netlab::unique_prefix("wdemo");
     let work = tempfile::tempdir().expect("a work directory");
-    let bins = Binaries::beside_tests();
     let topo = netlab::Topology::build(&prefix).expect("building the shop's network");
-    let stop = AtomicBool::new(false);
     let (summary, report) = {
-        let mut stack = Stack::start(
-            &topo,
-            &bins,
-            &Ports::free(topo.nodes().len()),
-            &Options::default(),
-            work.path(),
-            &stop,
-        )
-        .expect("starting agents and relay");
+        let mut stack = Stack::for_test(&topo, work.path());
         let plan = netlab::Plan {
             duration: Duration::from_secs(12),
             max_requests: 2_000,

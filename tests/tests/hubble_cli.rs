@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use std::sync::atomic::AtomicBool;
-
-use webb_scenarios::demo::{Binaries, Options, Ports, Stack};
+use webb_scenarios::demo::Stack;
 use webb_scenarios::{Process, binary, free_port, retry_until, text, webb_certs};
 
 const FLOWS: usize = 400;
@@ -275,18 +273,8 @@ fn the_real_hubble_cli_reads_the_demos_agents_and_relay_as_webb_does() {
     let prefix = netlab::unique_prefix("whub");
     let work = tempfile::tempdir().expect("a work directory");
     let d = work.path();
-    let bins = Binaries::beside_tests();
     let topo = netlab::Topology::build(&prefix).expect("building the shop's network");
-    let stop = AtomicBool::new(false);
-    let mut stack = Stack::start(
-        &topo,
-        &bins,
-        &Ports::free(topo.nodes().len()),
-        &Options::default(),
-        d,
-        &stop,
-    )
-    .expect("starting agents and relay");
+    let mut stack = Stack::for_test(&topo, d);
     let plan = netlab::Plan {
         duration: Duration::from_secs(8),
         max_requests: 1_000,

@@ -4,10 +4,10 @@
 //! agents watching netlab's shop on network namespaces (root).
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use webb_scenarios::demo::{Binaries, Options, Ports, Stack};
+use webb_scenarios::demo::Stack;
 use webb_scenarios::{Process, binary, free_port, retry_until};
 
 const INPUT: &str = concat!(
@@ -261,18 +261,8 @@ fn tui_against_a_live_relay_shows_real_flows_narrows_them_to_drops_and_counts_ar
     netlab::cleanup_stale("wtui");
     let prefix = netlab::unique_prefix("wtui");
     let work = tempfile::tempdir().expect("a work directory");
-    let bins = Binaries::beside_tests();
     let topo = netlab::Topology::build(&prefix).expect("building the shop's network");
-    let stop = AtomicBool::new(false);
-    let mut stack = Stack::start(
-        &topo,
-        &bins,
-        &Ports::free(topo.nodes().len()),
-        &Options::default(),
-        work.path(),
-        &stop,
-    )
-    .expect("starting agents and relay");
+    let mut stack = Stack::for_test(&topo, work.path());
     // Longer than the test needs; stopped as soon as it is done.
     let plan = netlab::Plan {
         duration: Duration::from_secs(120),
