@@ -10,8 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// `target/<profile>/NAME` of the running test binary's build.
+/// `target/<profile>/NAME` of the running test binary's build, or `$WEBB_BIN_DIR/NAME` when set:
+/// checkouts that share one target directory also share its `target/<profile>/` binaries, so a
+/// second checkout copies its own somewhere else and points the tests there.
 pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("WEBB_BIN_DIR") {
+        let path = Path::new(&dir).join(name);
+        assert!(path.is_file(), "{} is missing (WEBB_BIN_DIR)", path.display());
+        return path;
+    }
     let exe = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
     let dir = exe
