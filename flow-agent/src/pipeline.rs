@@ -304,7 +304,7 @@ pub async fn run_with_dns(
                     dns.observe(&ev, decoder.endpoints());
                     let mut r = decoder.decode(&ev);
                     dns.name(&mut r.flow);
-                    state.push_flow(&r.flow, r.extras.as_ref());
+                    state.push_flow(r.flow, r.extras.as_ref());
                     flows += 1;
                 }
                 Err(e) => {

@@ -28,4 +28,4 @@ pub use peer::{PeerInfo, PeerService};
 pub use query::FlowQuery;
 pub use ring::{CapacityError, DEFAULT_CAPACITY, LossReporter, MAX_CAPACITY, Ring, RingReader};
 pub use serve::{Health, Services};
-pub use stored::{RingEvent, StoredFlow, flow_for};
+pub use stored::{EndpointCache, RingEvent, SharedEndpoint, StoredFlow, flow_for};

@@ -29,7 +29,7 @@ use webb_security::{Access, Refusal};
 
 use crate::query::FlowQuery;
 use crate::ring::{LossReporter, Ring, RingReader, Step};
-use crate::stored::{RingEvent, StoredFlow};
+use crate::stored::{EndpointCache, RingEvent, StoredFlow};
 
 /// Default version reported in `ServerStatus.version` and the version header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -174,6 +174,8 @@ pub struct Observed {
     seen_flows: AtomicU64,
     started: Instant,
     namespaces: Mutex<HashMap<String, Instant>>,
+    /// Endpoints shared by the stored flows (only the writer takes it).
+    endpoints: Mutex<EndpointCache>,
     metrics: Arc<dyn ObserverMetrics>,
 }
 
@@ -190,6 +192,7 @@ impl Observed {
             seen_flows: AtomicU64::new(0),
             started: Instant::now(),
             namespaces: Mutex::new(HashMap::new()),
+            endpoints: Mutex::new(EndpointCache::default()),
             metrics,
         }
     }
@@ -218,11 +221,14 @@ impl Observed {
 
     /// Adds a flow (its `extensions` should be empty: Webb's extras go in `extras`) without
     /// waking readers; call [`Observed::flush`] after a batch. Only one task may push.
-    pub fn push_flow(&self, flow: &Flow, extras: Option<&FlowExtras>) {
-        self.note_namespaces(flow);
+    pub fn push_flow(&self, flow: Flow, extras: Option<&FlowExtras>) {
+        self.note_namespaces(&flow);
         self.seen_flows.fetch_add(1, Ordering::Relaxed);
-        self.ring
-            .push_quiet(RingEvent::Flow(StoredFlow::new(flow, extras)));
+        let stored = {
+            let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+            StoredFlow::new(flow, extras, &mut endpoints)
+        };
+        self.ring.push_quiet(RingEvent::Flow(stored));
     }
 
     /// Adds events lost upstream of this server, reported as from this node.
@@ -234,7 +240,7 @@ impl Observed {
     pub fn push_lost_from(&self, node_name: &str, event: LostEvent) {
         self.ring.push_quiet(RingEvent::Lost {
             node_name: node_name.to_string(),
-            event,
+            event: Box::new(event),
         });
     }
 
@@ -242,7 +248,7 @@ impl Observed {
     pub fn push_node_status(&self, event: NodeStatusEvent) {
         self.ring.push_quiet(RingEvent::NodeStatus {
             time: Timestamp::now(),
-            event,
+            event: Box::new(event),
         });
     }
 
@@ -582,9 +588,9 @@ async fn serve_flows(
                 None
             }
             Some(Step::Entry(seq, ev)) => match ev.as_ref() {
-                RingEvent::Lost { node_name, event } => Some(lost_response(node_name, *event)),
+                RingEvent::Lost { node_name, event } => Some(lost_response(node_name, **event)),
                 RingEvent::NodeStatus { time, event } => {
-                    Some(node_status_response(&node, *time, event.clone()))
+                    Some(node_status_response(&node, *time, (**event).clone()))
                 }
                 RingEvent::Flow(stored) => {
                     let t = stored.time_ns();

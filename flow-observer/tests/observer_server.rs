@@ -55,7 +55,7 @@ struct Record {
 }
 
 fn push(state: &Observed, r: Record) {
-    state.push_flow(&r.flow, r.extras.as_ref());
+    state.push_flow(r.flow, r.extras.as_ref());
 }
 
 /// Flow `i`: one second after flow `i-1`, from pod `pod-{i}` in namespace `ns-{i % 3}`.

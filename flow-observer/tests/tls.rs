@@ -137,7 +137,7 @@ async fn serve(args: ServerTlsArgs, capacity: usize, flows: u64) -> Server {
     let ring = Arc::new(Ring::new(capacity).unwrap());
     let state = Arc::new(Observed::new("node-1", ring, Arc::new(NoMetrics)));
     for i in 0..flows {
-        state.push_flow(&flow(i, 10), Some(&payload()));
+        state.push_flow(flow(i, 10), Some(&payload()));
     }
     state.flush();
     let services = Services {
@@ -601,7 +601,7 @@ async fn a_client_that_never_reads_neither_starves_a_reading_one_nor_grows_memor
     let mut received = 0u64;
     for start in (0..FLOWS).step_by(BATCH as usize) {
         for i in start..start + BATCH {
-            server.state.push_flow(&flow(i, 1000), None);
+            server.state.push_flow(flow(i, 1000), None);
         }
         server.state.flush();
         while received < start + BATCH {

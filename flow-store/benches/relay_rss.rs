@@ -112,7 +112,7 @@ impl Agents {
                 // Webb's extras travel beside the flow in an agent's ring.
                 let extra = extras::unpack(&f).and_then(Result::ok);
                 extras::strip(&mut f);
-                agent.push_flow(&f, extra.as_ref());
+                agent.push_flow(f, extra.as_ref());
                 i += 1;
             }
             for a in &self.observed {

@@ -306,12 +306,12 @@ impl Writer {
                             webb_proto::extras::strip(&mut f);
                             f
                         };
-                        self.observed.push_flow(&bare, extras.as_ref());
+                        self.observed.push_flow(bare, extras.as_ref());
                         store.try_append(flow);
                     }
                     None => {
                         webb_proto::extras::strip(&mut flow);
-                        self.observed.push_flow(&flow, extras.as_ref());
+                        self.observed.push_flow(flow, extras.as_ref());
                     }
                 }
             }

@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 pub fn binary(name: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os("WEBB_BIN_DIR") {
         let path = Path::new(&dir).join(name);
-        assert!(path.is_file(), "{} is missing (WEBB_BIN_DIR)", path.display());
+        assert!(
+            path.is_file(),
+            "{} is missing (WEBB_BIN_DIR)",
+            path.display()
+        );
         return path;
     }
     let exe = std::env::current_exe().expect("the test binary's path");

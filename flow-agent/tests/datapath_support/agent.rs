@@ -31,8 +31,12 @@ impl Agent {
         let eps = dir.join("endpoints.yaml");
         topo.write_endpoints(&eps).unwrap();
         let sock = dir.join("agent.sock");
+        // WEBB_AGENT_PREFIX runs the agent under a tool (e.g. `heaptrack -o /tmp/agent`).
+        let prefix = std::env::var("WEBB_AGENT_PREFIX").unwrap_or_default();
         let child = Command::new("ip")
-            .args(["netns", "exec", node, env!("CARGO_BIN_EXE_webb-agent")])
+            .args(["netns", "exec", node])
+            .args(prefix.split_whitespace())
+            .arg(env!("CARGO_BIN_EXE_webb-agent"))
             .args(["--node-name", node, "--endpoints"])
             .arg(&eps)
             .args(["--listen", "127.0.0.1:4244", "--unix-socket"])

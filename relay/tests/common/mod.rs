@@ -96,7 +96,7 @@ impl Agent {
             let mut flow = webb_proto::sample::tcp(i);
             flow.node_name = self.name.clone();
             flow.time = Some(Timestamp::now());
-            self.observed.push_flow(&flow, None);
+            self.observed.push_flow(flow, None);
         }
         self.observed.flush();
     }
@@ -104,7 +104,7 @@ impl Agent {
     /// These flows, as they are.
     pub fn push_flows(&self, flows: &[Flow]) {
         for f in flows {
-            self.observed.push_flow(f, None);
+            self.observed.push_flow(f.clone(), None);
         }
         self.observed.flush();
     }
