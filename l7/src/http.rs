@@ -18,12 +18,12 @@
 //!   response; `101` and a successful `CONNECT` end HTTP on it.
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 
-use httparse::{Header, Status};
+use httparse::Status;
 use lru::LruCache;
 use webb_proto::Timestamp;
 use webb_proto::flow::{
@@ -32,8 +32,10 @@ use webb_proto::flow::{
 };
 use webb_proto::webb_v1::CapturedPayload;
 
-use crate::privacy::Redaction;
-use crate::traceparent::parse_traceparent;
+pub use httparse::Header;
+
+use crate::privacy::{HeaderRule, Redaction};
+use crate::traceparent::{TraceId, trace_id};
 
 /// `Flow.event_type.type` of L7 records (Cilium's AccessLog message type).
 pub const EVENT_TYPE_L7: i32 = 129;
@@ -113,13 +115,33 @@ impl HttpStats {
 }
 
 /// One connection as seen at one observation point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ConnKey {
     node: u64,
     ifindex: u32,
     /// The lower of the two endpoints, so both directions share the key.
     a: SocketAddr,
     b: SocketAddr,
+}
+
+impl Hash for ConnKey {
+    /// The same fields as a derived hash, in fewer and wider writes: the derived one hashed
+    /// each part of both socket addresses separately, several times the cost of the lookup.
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.node);
+        h.write_u32(self.ifindex);
+        for addr in [self.a, self.b] {
+            match addr.ip() {
+                IpAddr::V4(ip) => {
+                    h.write_u64(u64::from(ip.to_bits()) << 16 | u64::from(addr.port()))
+                }
+                IpAddr::V6(ip) => {
+                    h.write_u128(ip.to_bits());
+                    h.write_u16(addr.port());
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -147,15 +169,93 @@ struct Half {
     next: Option<u32>,
 }
 
+/// A request waiting for its response: what the response's flow repeats of it. Only the URL
+/// is on the heap, in a buffer the stage reuses.
 #[derive(Debug)]
 struct Pending {
     client: SocketAddr,
-    method: String,
+    method: Method,
     url: String,
-    trace_id: Option<String>,
+    trace_id: Option<TraceId>,
     time_ns: i128,
     direction: i32,
     close: bool,
+}
+
+/// A request method, inline: [`parse`] calls a head whose method is longer than
+/// `MAX_METHOD_LEN` not-HTTP, so every method fits.
+#[derive(Debug, Clone, Copy)]
+struct Method {
+    len: u8,
+    bytes: [u8; MAX_METHOD_LEN],
+}
+
+impl Method {
+    fn new(method: &str) -> Self {
+        let n = method.len().min(MAX_METHOD_LEN);
+        let mut bytes = [0u8; MAX_METHOD_LEN];
+        bytes[..n].copy_from_slice(&method.as_bytes()[..n]);
+        Method {
+            len: n as u8,
+            bytes,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // A method is a token (ASCII), so any prefix of it is UTF-8.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+/// URL buffers kept for reuse (each at most `MAX_SPARE_URL` bytes of capacity), so that a
+/// request waiting for its response allocates nothing in the steady state.
+const MAX_SPARE_URLS: usize = 64;
+const MAX_SPARE_URL: usize = 2048;
+
+/// A request as parsed, borrowed from the captured bytes: what a REQUEST flow is made of.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// Time of the packet that started the head.
+    pub time_ns: i128,
+    pub method: &'a str,
+    /// `http://host/path`, with the password and (if configured) query redacted.
+    pub url: &'a str,
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub protocol: &'static str,
+    /// As sent: names in any case, raw values. What of them may be published is
+    /// `redaction`'s call ([`Redaction::header_rule`]).
+    pub headers: &'a [Header<'a>],
+    pub redaction: &'a Redaction,
+    /// From a valid `traceparent` header.
+    pub trace_id: Option<TraceId>,
+}
+
+/// A final response paired with the oldest request waiting on its connection: what a RESPONSE
+/// flow is made of.
+#[derive(Debug)]
+pub struct Response<'a> {
+    pub time_ns: i128,
+    pub code: u16,
+    pub protocol: &'static str,
+    /// As sent, like [`Request::headers`].
+    pub headers: &'a [Header<'a>],
+    pub redaction: &'a Redaction,
+    /// Response time − request time.
+    pub latency_ns: u64,
+    /// The request's method, URL and trace id.
+    pub method: &'a str,
+    pub url: &'a str,
+    pub trace_id: Option<TraceId>,
+    /// Traffic direction of the request's packet (the response's flow repeats it, as Hubble's
+    /// do).
+    pub request_direction: i32,
+}
+
+/// Where parsed and paired messages go, in stream order. `packet` is the flow of the packet
+/// that carried the start of the message's head.
+pub trait MessageSink {
+    fn request(&mut self, packet: &Flow, request: &Request<'_>);
+    fn response(&mut self, packet: &Flow, response: &Response<'_>);
 }
 
 #[derive(Debug, Default)]
@@ -176,52 +276,96 @@ struct Packet {
     time_ns: i128,
 }
 
-/// The HTTP stage: owns the connection table; feed it flows in time order.
+/// The HTTP stage: parses and pairs messages (its connection table) and makes Hubble L7 flows
+/// of them. Feed it flows in time order.
+#[derive(Debug)]
 pub struct HttpStage {
+    table: Table,
+    ids: FlowIds,
+}
+
+impl HttpStage {
+    pub fn new(config: HttpConfig) -> Self {
+        HttpStage {
+            table: Table::new(config),
+            ids: FlowIds::new(),
+        }
+    }
+
+    pub fn stats(&self) -> &HttpStats {
+        &self.table.stats
+    }
+
+    /// Connections currently tracked.
+    pub fn connections(&self) -> usize {
+        self.table.conns.len()
+    }
+
+    /// Looks at one packet flow and its captured payload; appends the L7 flows it completes
+    /// to `out`. Never panics, whatever the bytes.
+    pub fn observe(&mut self, packet: &Flow, payload: &CapturedPayload, out: &mut Vec<Flow>) {
+        let mut flows = Flows {
+            out,
+            ids: &mut self.ids,
+        };
+        self.table.observe(packet, payload, &mut flows);
+    }
+
+    /// Like [`HttpStage::observe`], but hands the parsed and paired messages to `sink` instead
+    /// of making flows of them.
+    pub fn pair(&mut self, packet: &Flow, payload: &CapturedPayload, sink: &mut impl MessageSink) {
+        self.table.observe(packet, payload, sink);
+    }
+
+    /// Sees a packet without payload: a client's SYN starts a new connection on the 5-tuple,
+    /// so state left from an earlier one (never closed in view) is dropped.
+    pub fn tcp_control(&mut self, packet: &Flow) {
+        self.table.tcp_control(packet);
+    }
+
+    /// Forgets connections idle since before `now_ns − idle_timeout` (flow time). Call it
+    /// periodically when no flows arrive.
+    pub fn expire(&mut self, now_ns: i128) {
+        self.table.expire(now_ns);
+    }
+}
+
+/// Connections and what is pending on them: parsing and pairing, without making flows.
+struct Table {
     config: HttpConfig,
     conns: LruCache<ConnKey, Conn>,
     stats: HttpStats,
-    ids: FlowIds,
     /// Hashes node names into connection keys.
     node_hasher: lru::DefaultHasher,
+    /// URL buffers to reuse (see `MAX_SPARE_URLS`).
+    urls: Vec<String>,
 }
 
-impl std::fmt::Debug for HttpStage {
+impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpStage")
+        f.debug_struct("Table")
             .field("connections", &self.conns.len())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }
 
-impl HttpStage {
-    pub fn new(config: HttpConfig) -> Self {
+impl Table {
+    fn new(config: HttpConfig) -> Self {
         let cap = NonZeroUsize::new(config.max_connections.max(1)).unwrap_or(NonZeroUsize::MIN);
-        HttpStage {
+        Table {
             config: HttpConfig {
                 redaction: config.redaction.clone().normalized(),
                 ..config
             },
             conns: LruCache::new(cap),
             stats: HttpStats::default(),
-            ids: FlowIds::new(),
             node_hasher: lru::DefaultHasher::default(),
+            urls: Vec::new(),
         }
     }
 
-    pub fn stats(&self) -> &HttpStats {
-        &self.stats
-    }
-
-    /// Connections currently tracked.
-    pub fn connections(&self) -> usize {
-        self.conns.len()
-    }
-
-    /// Looks at one packet flow and its captured payload; appends the L7 flows it completes
-    /// to `out`. Never panics, whatever the bytes.
-    pub fn observe(&mut self, packet: &Flow, payload: &CapturedPayload, out: &mut Vec<Flow>) {
+    fn observe(&mut self, packet: &Flow, payload: &CapturedPayload, sink: &mut impl MessageSink) {
         if payload.data.is_empty() {
             return;
         }
@@ -243,8 +387,8 @@ impl HttpStage {
             config,
             conns,
             stats,
-            ids,
             node_hasher: _,
+            urls,
         } = self;
         let Some(conn) = conns.get_mut(&p.key) else {
             return;
@@ -257,8 +401,8 @@ impl HttpStage {
         let mut cx = Cx {
             config,
             stats,
-            ids,
-            out,
+            urls,
+            sink,
         };
         let pos = payload.seq.wrapping_add(payload.offset);
         let close = if payload.continuation {
@@ -271,9 +415,7 @@ impl HttpStage {
         }
     }
 
-    /// Sees a packet without payload: a client's SYN starts a new connection on the 5-tuple,
-    /// so state left from an earlier one (never closed in view) is dropped.
-    pub fn tcp_control(&mut self, packet: &Flow) {
+    fn tcp_control(&mut self, packet: &Flow) {
         let syn = match packet.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
             Some(layer4::Protocol::Tcp(t)) => t.flags.as_ref().is_some_and(|f| f.syn && !f.ack),
             _ => false,
@@ -288,9 +430,7 @@ impl HttpStage {
         }
     }
 
-    /// Forgets connections idle since before `now_ns − idle_timeout` (flow time). Call it
-    /// periodically when no flows arrive.
-    pub fn expire(&mut self, now_ns: i128) {
+    fn expire(&mut self, now_ns: i128) {
         let horizon = now_ns - i128::from(self.config.idle_timeout_ns);
         while let Some((_, conn)) = self.conns.peek_lru() {
             if conn.last_ns >= horizon {
@@ -305,11 +445,11 @@ impl HttpStage {
 }
 
 /// Borrowed parts of the stage while one packet is processed.
-struct Cx<'a> {
+struct Cx<'a, S> {
     config: &'a HttpConfig,
     stats: &'a mut HttpStats,
-    ids: &'a mut FlowIds,
-    out: &'a mut Vec<Flow>,
+    urls: &'a mut Vec<String>,
+    sink: &'a mut S,
 }
 
 /// How a message's body is framed.
@@ -394,7 +534,7 @@ fn parse<'h, 'b>(buf: &'b [u8], storage: &'h mut Slots<'b>) -> Outcome<'h, 'b> {
     }
 }
 
-impl Cx<'_> {
+impl<S: MessageSink> Cx<'_, S> {
     /// A packet that starts a head. Returns whether the connection ends.
     fn head_start(
         &mut self,
@@ -585,20 +725,25 @@ impl Cx<'_> {
                 headers,
                 len,
             } => {
-                let body = request_body(headers);
-                self.request(conn, p, packet, time_ns, method, target, version, headers);
-                (len, body)
+                let fields = Fields::of(headers);
+                self.request(
+                    conn, p, packet, time_ns, method, target, version, headers, &fields,
+                );
+                (len, request_body(&fields))
             }
             Parsed::Response {
                 version,
                 code,
                 headers,
                 len,
-            } => match self.response(conn, p, packet, time_ns, version, code, headers) {
-                Some(Reply::Close) => return Some(usize::MAX),
-                Some(Reply::Body(body)) => (len, body),
-                None => (len, response_body(code, "", headers)),
-            },
+            } => {
+                let fields = Fields::of(headers);
+                match self.response(conn, p, packet, time_ns, version, code, headers, &fields) {
+                    Some(Reply::Close) => return Some(usize::MAX),
+                    Some(Reply::Body(body)) => (len, body),
+                    None => (len, response_body(code, "", &fields)),
+                }
+            }
         };
         let rest = data.get(at + head_len..).unwrap_or(&[]);
         skip_body(rest, body).map(|n| head_len + n)
@@ -615,54 +760,47 @@ impl Cx<'_> {
         target: &str,
         version: u8,
         headers: &[Header<'_>],
+        fields: &Fields<'_>,
     ) {
         self.stats.requests += 1;
         let redaction = &self.config.redaction;
-        let host = header(headers, "host")
+        let host = fields
+            .host
             .and_then(|h| std::str::from_utf8(h).ok())
             .map(str::trim)
             .filter(|h| !h.is_empty());
-        let url = redaction.url(request_url(target, host, p.dst));
-        let trace_id = header(headers, "traceparent")
-            .and_then(parse_traceparent)
-            .map(|t| t.trace_id);
+        let mut url = self.urls.pop().unwrap_or_default();
+        request_url(&mut url, target, host, p.dst);
+        redaction.redact_url(&mut url);
+        let trace_id = fields.traceparent.and_then(trace_id);
         let protocol = protocol(version);
-        let close = wants_close(version, headers);
-
-        self.out.push(l7_base(packet));
-        let Some(flow) = self.out.last_mut() else {
-            return;
-        };
-        flow.time = Some(timestamp(time_ns));
-        flow.uuid = self.ids.next();
-        flow.is_reply = Some(false.into());
-        flow.trace_context = trace_context(trace_id.clone());
-        flow.summary = join(&[protocol, " ", method, " ", &url]);
-        flow.l7 = Some(Layer7 {
-            r#type: L7FlowType::Request as i32,
-            latency_ns: 0,
-            record: Some(layer7::Record::Http(Http {
-                code: 0,
-                method: method.to_string(),
-                url: url.clone(),
-                protocol: protocol.to_string(),
-                headers: out_headers(headers, redaction),
-            })),
-        });
-        let direction = flow.traffic_direction;
+        self.sink.request(
+            packet,
+            &Request {
+                time_ns,
+                method,
+                url: &url,
+                protocol,
+                headers,
+                redaction,
+                trace_id,
+            },
+        );
 
         if conn.pending.len() >= self.config.max_pending.max(1) {
-            conn.pending.pop_front();
+            if let Some(old) = conn.pending.pop_front() {
+                recycle(self.urls, old.url);
+            }
             self.stats.unanswered_requests += 1;
         }
         conn.pending.push_back(Pending {
             client: p.src,
-            method: method.to_string(),
+            method: Method::new(method),
             url,
             trace_id,
             time_ns,
-            direction,
-            close,
+            direction: packet.traffic_direction,
+            close: wants_close(version, fields),
         });
     }
 
@@ -678,6 +816,7 @@ impl Cx<'_> {
         version: u8,
         code: u16,
         headers: &[Header<'_>],
+        fields: &Fields<'_>,
     ) -> Option<Reply> {
         if (100..200).contains(&code) && code != 101 {
             self.stats.informational += 1;
@@ -689,53 +828,112 @@ impl Cx<'_> {
         }
         let req = conn.pending.pop_front()?;
         self.stats.responses += 1;
-        let protocol = protocol(version);
         let latency_ns = u64::try_from(time_ns - req.time_ns).unwrap_or(0);
+        let method = req.method.as_str();
 
-        // What the request's method decides, before the method moves into the flow.
         let success = (200..300).contains(&code);
-        let reply = if code == 101 || (success && req.method.eq_ignore_ascii_case("CONNECT")) {
+        let reply = if code == 101 || (success && method.eq_ignore_ascii_case("CONNECT")) {
             conn.tunneled = true;
             Reply::Body(Body::Rest)
-        } else if req.close || wants_close(version, headers) {
+        } else if req.close || wants_close(version, fields) {
             Reply::Close
         } else {
-            Reply::Body(response_body(code, &req.method, headers))
+            Reply::Body(response_body(code, method, fields))
         };
+        self.sink.response(
+            packet,
+            &Response {
+                time_ns,
+                code,
+                protocol: protocol(version),
+                headers,
+                redaction: &self.config.redaction,
+                latency_ns,
+                method,
+                url: &req.url,
+                trace_id: req.trace_id,
+                request_direction: req.direction,
+            },
+        );
+        recycle(self.urls, req.url);
+        Some(reply)
+    }
+}
 
+/// Keeps `url`'s buffer for the next request, within `MAX_SPARE_URLS`.
+fn recycle(urls: &mut Vec<String>, mut url: String) {
+    if urls.len() < MAX_SPARE_URLS && url.capacity() <= MAX_SPARE_URL {
+        url.clear();
+        urls.push(url);
+    }
+}
+
+/// Makes Hubble L7 flows of the messages ([`HttpStage::observe`]).
+struct Flows<'a> {
+    out: &'a mut Vec<Flow>,
+    ids: &'a mut FlowIds,
+}
+
+impl MessageSink for Flows<'_> {
+    fn request(&mut self, packet: &Flow, r: &Request<'_>) {
+        // Built in place: a Flow is large, and moving it into the vector would copy it.
+        self.out.push(l7_base(packet));
+        let Some(flow) = self.out.last_mut() else {
+            return;
+        };
+        flow.time = Some(timestamp(r.time_ns));
+        flow.uuid = self.ids.next();
+        flow.is_reply = Some(false.into());
+        flow.trace_context = trace_context(r.trace_id);
+        flow.summary = join(&[r.protocol, " ", r.method, " ", r.url]);
+        flow.l7 = Some(Layer7 {
+            r#type: L7FlowType::Request as i32,
+            latency_ns: 0,
+            record: Some(layer7::Record::Http(Http {
+                code: 0,
+                method: r.method.to_owned(),
+                url: r.url.to_owned(),
+                protocol: r.protocol.to_owned(),
+                headers: out_headers(r.headers, r.redaction),
+            })),
+        });
+    }
+
+    fn response(&mut self, packet: &Flow, r: &Response<'_>) {
         let (mut code_text, mut ms_text) = (itoa::Buffer::new(), itoa::Buffer::new());
         let summary = join(&[
-            protocol,
+            r.protocol,
             " ",
-            code_text.format(code),
+            code_text.format(r.code),
             " ",
-            ms_text.format(latency_ns / 1_000_000),
+            ms_text.format(r.latency_ns / 1_000_000),
             "ms (",
-            &req.method,
+            r.method,
             " ",
-            &req.url,
+            r.url,
             ")",
         ]);
         self.out.push(l7_base(packet));
-        let flow = self.out.last_mut()?;
-        flow.time = Some(timestamp(time_ns));
+        let Some(flow) = self.out.last_mut() else {
+            return;
+        };
+        flow.time = Some(timestamp(r.time_ns));
         flow.uuid = self.ids.next();
         flow.is_reply = Some(true.into());
-        flow.traffic_direction = req.direction;
-        flow.trace_context = trace_context(req.trace_id);
+        flow.traffic_direction = r.request_direction;
+        flow.trace_context = trace_context(r.trace_id);
         flow.summary = summary;
         flow.l7 = Some(Layer7 {
             r#type: L7FlowType::Response as i32,
-            latency_ns,
+            latency_ns: r.latency_ns,
             record: Some(layer7::Record::Http(Http {
-                code: u32::from(code),
-                method: req.method,
-                url: req.url,
-                protocol: protocol.to_string(),
-                headers: out_headers(headers, &self.config.redaction),
+                code: u32::from(r.code),
+                method: r.method.to_owned(),
+                url: r.url.to_owned(),
+                protocol: r.protocol.to_owned(),
+                headers: out_headers(r.headers, r.redaction),
             })),
         });
-        Some(reply)
     }
 }
 
@@ -753,54 +951,88 @@ fn append_at(buf: &mut Vec<u8>, offset: usize, seg: &[u8]) {
     }
 }
 
-fn header<'b>(headers: &[Header<'b>], name: &str) -> Option<&'b [u8]> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value)
+/// What the stage reads of a head's headers, found in one pass over them (names compared
+/// by length first: most headers are none of these).
+#[derive(Debug, Default)]
+struct Fields<'b> {
+    /// The first of each.
+    host: Option<&'b [u8]>,
+    traceparent: Option<&'b [u8]>,
+    content_length: Option<&'b [u8]>,
+    /// `Connection` tokens.
+    close: bool,
+    keep_alive: bool,
+    /// `Transfer-Encoding: chunked` (chunked must be the last coding; its presence is enough
+    /// to frame).
+    chunked: bool,
 }
 
-fn has_token(headers: &[Header<'_>], name: &str, token: &str) -> bool {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-        .flat_map(|h| h.value.split(|&c| c == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-}
-
-fn wants_close(version: u8, headers: &[Header<'_>]) -> bool {
-    if version == 0 {
-        !has_token(headers, "connection", "keep-alive")
-    } else {
-        has_token(headers, "connection", "close")
+impl<'b> Fields<'b> {
+    fn of(headers: &[Header<'b>]) -> Self {
+        let mut f = Fields::default();
+        for h in headers {
+            let name = h.name.as_bytes();
+            let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+            match name.len() {
+                4 if is("host") => {
+                    f.host.get_or_insert(h.value);
+                }
+                10 if is("connection") => {
+                    f.close |= has_token(h.value, b"close");
+                    f.keep_alive |= has_token(h.value, b"keep-alive");
+                }
+                11 if is("traceparent") => {
+                    f.traceparent.get_or_insert(h.value);
+                }
+                14 if is("content-length") => {
+                    f.content_length.get_or_insert(h.value);
+                }
+                17 if is("transfer-encoding") => f.chunked |= has_token(h.value, b"chunked"),
+                _ => {}
+            }
+        }
+        f
     }
 }
 
-fn content_length(headers: &[Header<'_>]) -> Option<u64> {
-    let v = header(headers, "content-length")?;
-    std::str::from_utf8(v).ok()?.trim().parse().ok()
+/// Whether a comma-separated header value lists `token` (any case).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&c| c == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-fn chunked(headers: &[Header<'_>]) -> bool {
-    // Chunked must be the last transfer coding; checking for the token is enough to frame.
-    has_token(headers, "transfer-encoding", "chunked")
+fn wants_close(version: u8, fields: &Fields<'_>) -> bool {
+    if version == 0 {
+        !fields.keep_alive
+    } else {
+        fields.close
+    }
 }
 
-fn request_body(headers: &[Header<'_>]) -> Body {
-    if chunked(headers) {
+fn content_length(fields: &Fields<'_>) -> Option<u64> {
+    std::str::from_utf8(fields.content_length?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn request_body(fields: &Fields<'_>) -> Body {
+    if fields.chunked {
         Body::Chunked
     } else {
-        content_length(headers).map_or(Body::None, Body::Length)
+        content_length(fields).map_or(Body::None, Body::Length)
     }
 }
 
-fn response_body(code: u16, method: &str, headers: &[Header<'_>]) -> Body {
+fn response_body(code: u16, method: &str, fields: &Fields<'_>) -> Body {
     if (100..200).contains(&code) || code == 204 || code == 304 || method == "HEAD" {
         Body::None
-    } else if chunked(headers) {
+    } else if fields.chunked {
         Body::Chunked
     } else {
-        content_length(headers).map_or(Body::Rest, Body::Length)
+        content_length(fields).map_or(Body::Rest, Body::Length)
     }
 }
 
@@ -841,9 +1073,11 @@ fn protocol(version: u8) -> &'static str {
     if version == 0 { "HTTP/1.0" } else { "HTTP/1.1" }
 }
 
-/// `http://host/path` from the request target and the `Host` header, else the destination.
-fn request_url(target: &str, host: Option<&str>, dst: SocketAddr) -> String {
+/// `http://host/path` from the request target and the `Host` header, else the destination,
+/// written over `url`.
+fn request_url(url: &mut String, target: &str, host: Option<&str>, dst: SocketAddr) {
     use std::fmt::Write;
+    url.clear();
     let starts = |p: &str| {
         target
             .as_bytes()
@@ -851,24 +1085,24 @@ fn request_url(target: &str, host: Option<&str>, dst: SocketAddr) -> String {
             .is_some_and(|b| b.eq_ignore_ascii_case(p.as_bytes()))
     };
     if starts("http://") || starts("https://") {
-        return target.to_string();
+        url.push_str(target);
+        return;
     }
+    url.push_str("http://");
     let origin_form = target.starts_with('/');
     if !origin_form && target != "*" {
         // authority-form (CONNECT host:port)
-        return join(&["http://", target]);
+        url.push_str(target);
+        return;
     }
-    let path = if origin_form { target } else { "" };
     match host {
-        Some(host) => join(&["http://", host, path]),
+        Some(host) => url.push_str(host),
         None => {
-            // At most "[v6%scope]:port": the longest socket address is under 64 bytes.
-            let mut url = String::with_capacity(7 + 64 + path.len());
-            url.push_str("http://");
             let _ = write!(url, "{dst}");
-            url.push_str(path);
-            url
         }
+    }
+    if origin_form {
+        url.push_str(target);
     }
 }
 
@@ -885,17 +1119,29 @@ fn out_headers(headers: &[Header<'_>], redaction: &Redaction) -> Vec<HttpHeader>
     // Sized up front: collecting a filter would grow the vector (and copy it) on the way.
     let mut out = Vec::with_capacity(headers.len());
     out.extend(headers.iter().filter_map(|h| {
-        let key = h.name.to_ascii_lowercase();
-        let value = redaction.header_value(&key, h.value)?;
-        Some(HttpHeader { key, value })
+        let value = match redaction.header_rule(h.name) {
+            HeaderRule::Omit => return None,
+            HeaderRule::Redact => crate::privacy::REDACTED.to_owned(),
+            // Header values are almost always ASCII: check once, copy once.
+            HeaderRule::Keep => match std::str::from_utf8(h.value) {
+                Ok(v) => v.to_owned(),
+                Err(_) => String::from_utf8_lossy(h.value).into_owned(),
+            },
+        };
+        Some(HttpHeader {
+            key: h.name.to_ascii_lowercase(),
+            value,
+        })
     }));
     out.sort_by(|x, y| x.key.cmp(&y.key));
     out
 }
 
-fn trace_context(trace_id: Option<String>) -> Option<TraceContext> {
-    trace_id.map(|trace_id| TraceContext {
-        parent: Some(TraceParent { trace_id }),
+fn trace_context(trace_id: Option<TraceId>) -> Option<TraceContext> {
+    trace_id.map(|id| TraceContext {
+        parent: Some(TraceParent {
+            trace_id: id.as_str().to_owned(),
+        }),
     })
 }
 

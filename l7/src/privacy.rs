@@ -49,51 +49,89 @@ impl Redaction {
         self
     }
 
-    /// The value to publish for header `key` (lower-case), or `None` to leave the header out.
-    pub fn header_value(&self, key: &str, value: &[u8]) -> Option<String> {
+    /// What may be published of header `name` (any case).
+    pub fn header_rule(&self, name: &str) -> HeaderRule {
         if let Some(allow) = &self.allow_headers
-            && !allow.iter().any(|a| a == key)
+            && !allow.iter().any(|a| a.eq_ignore_ascii_case(name))
         {
-            return None;
+            return HeaderRule::Omit;
         }
-        if self.redact_headers.iter().any(|r| r == key) {
-            return Some(REDACTED.to_string());
+        if self
+            .redact_headers
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(name))
+        {
+            HeaderRule::Redact
+        } else {
+            HeaderRule::Keep
         }
-        Some(String::from_utf8_lossy(value).into_owned())
+    }
+
+    /// The value to publish for header `key`, or `None` to leave the header out.
+    pub fn header_value(&self, key: &str, value: &[u8]) -> Option<String> {
+        match self.header_rule(key) {
+            HeaderRule::Omit => None,
+            HeaderRule::Redact => Some(REDACTED.to_string()),
+            // Header values are almost always ASCII: check once, copy once; the lossy
+            // conversion walks the bytes chunk by chunk and is only needed when that fails.
+            HeaderRule::Keep => Some(match std::str::from_utf8(value) {
+                Ok(v) => v.to_owned(),
+                Err(_) => String::from_utf8_lossy(value).into_owned(),
+            }),
+        }
     }
 
     /// The URL as it may be published: password replaced, query dropped if configured.
     pub fn url(&self, mut url: String) -> String {
+        self.redact_url(&mut url);
+        url
+    }
+
+    /// [`Redaction::url`] in place (the buffer is only reallocated to insert [`REDACTED`]).
+    pub fn redact_url(&self, url: &mut String) {
         if self.redact_query
             && let Some(cut) = url.find(['?', '#'])
         {
             url.truncate(cut);
         }
-        redact_password(url)
+        redact_password(url);
     }
 }
 
+/// What of a header may leave the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRule {
+    /// Left out entirely (not on the allow-list).
+    Omit,
+    /// Published with the value [`REDACTED`].
+    Redact,
+    Keep,
+}
+
 /// `scheme://user:secret@host/…` → `scheme://user:HUBBLE_REDACTED@host/…`, as Hubble does.
-fn redact_password(url: String) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url;
+fn redact_password(url: &mut String) {
+    // Almost no URL has a user part: one vectorised search for `@` settles it.
+    if !url.as_bytes().contains(&b'@') {
+        return;
+    }
+    // A byte scan: `str::find("://")` sets up a substring searcher for every URL.
+    let Some(scheme_end) = url.as_bytes().windows(3).position(|w| w == b"://") else {
+        return;
     };
     let authority_start = scheme_end + 3;
-    let authority_end = url[authority_start..]
-        .find(['/', '?', '#'])
+    let authority_end = url.as_bytes()[authority_start..]
+        .iter()
+        .position(|&c| matches!(c, b'/' | b'?' | b'#'))
         .map_or(url.len(), |i| authority_start + i);
-    let authority = &url[authority_start..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url;
+    let authority = &url.as_bytes()[authority_start..authority_end];
+    let Some(at) = authority.iter().rposition(|&c| c == b'@') else {
+        return;
     };
-    let Some(colon) = authority[..at].find(':') else {
-        return url;
+    let Some(colon) = authority[..at].iter().position(|&c| c == b':') else {
+        return;
     };
-    let mut out = String::with_capacity(url.len() + REDACTED.len());
-    out.push_str(&url[..authority_start + colon + 1]);
-    out.push_str(REDACTED);
-    out.push_str(&url[authority_start + at..]);
-    out
+    // Both ends are ASCII bytes, so char boundaries.
+    url.replace_range(authority_start + colon + 1..authority_start + at, REDACTED);
 }
 
 #[cfg(test)]
@@ -107,6 +145,17 @@ mod tests {
             assert_eq!(r.header_value(key, b"secret").as_deref(), Some(REDACTED));
         }
         assert_eq!(r.header_value("accept", b"*/*").as_deref(), Some("*/*"));
+        assert_eq!(r.header_rule("Set-Cookie"), HeaderRule::Redact);
+        assert_eq!(r.header_rule("Accept"), HeaderRule::Keep);
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_are_published_lossily() {
+        let r = Redaction::default();
+        assert_eq!(
+            r.header_value("accept", b"a\xffb").as_deref(),
+            Some("a\u{fffd}b")
+        );
     }
 
     #[test]
@@ -117,6 +166,7 @@ mod tests {
         }
         .normalized();
         assert_eq!(r.header_value("accept", b"*/*"), None);
+        assert_eq!(r.header_rule("ACCEPT"), HeaderRule::Omit);
         assert_eq!(r.header_value("traceparent", b"x").as_deref(), Some("x"));
         assert_eq!(r.header_value("cookie", b"a=b").as_deref(), Some(REDACTED));
     }
@@ -139,6 +189,9 @@ mod tests {
             ("http://u@h/p", "http://u@h/p"),
             ("http://h/p@x:y", "http://h/p@x:y"),
             ("not a url", "not a url"),
+            ("http://u:pw@h", "http://u:HUBBLE_REDACTED@h"),
+            ("http://u:pw:x@h?a@b", "http://u:HUBBLE_REDACTED@h?a@b"),
+            ("http://a@b:c@h/", "http://a@b:HUBBLE_REDACTED@h/"),
         ];
         for (input, want) in cases {
             assert_eq!(keep.url(input.to_string()), want, "{input}");
