@@ -13,6 +13,7 @@
 //! ```
 
 pub mod generator;
+mod partial_map;
 pub mod schema;
 mod segment;
 mod service_map;

@@ -1059,7 +1059,7 @@ pub fn flows_to_batch<'a>(flows: impl IntoIterator<Item = &'a Flow>) -> RecordBa
 // Read side.
 
 /// A string column in any of the encodings Arrow or DataFusion may hand back.
-enum Str<'a> {
+pub(crate) enum Str<'a> {
     Plain(&'a StringArray),
     Large(&'a LargeStringArray),
     View(&'a StringViewArray),
@@ -1067,7 +1067,7 @@ enum Str<'a> {
 }
 
 impl<'a> Str<'a> {
-    fn of(a: &'a dyn Array, column: &'static str) -> Result<Self, SchemaError> {
+    pub(crate) fn of(a: &'a dyn Array, column: &'static str) -> Result<Self, SchemaError> {
         let any = a.as_any();
         if let Some(s) = any.downcast_ref::<StringArray>() {
             return Ok(Str::Plain(s));
@@ -1088,7 +1088,7 @@ impl<'a> Str<'a> {
             expected: "a string",
         })
     }
-    fn get(&self, i: usize) -> Option<&'a str> {
+    pub(crate) fn get(&self, i: usize) -> Option<&'a str> {
         match self {
             Str::Plain(s) => s.is_valid(i).then(|| s.value(i)),
             Str::Large(s) => s.is_valid(i).then(|| s.value(i)),

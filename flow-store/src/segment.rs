@@ -22,6 +22,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 
+use crate::partial_map::{PartialMap, sidecar_path, write_sidecar};
 use crate::schema::{TIME, flow_schema};
 
 pub(crate) const NS_PER_HOUR: i64 = 3_600_000_000_000;
@@ -40,6 +41,24 @@ pub struct Segment {
     /// file whose rows have no time).
     pub min_time: i64,
     pub max_time: i64,
+    /// Size of its service-map sidecar (`<stem>.map`, see `partial_map`); `None` without one
+    /// (files of older versions: the map scans them).
+    pub map_bytes: Option<u64>,
+}
+
+impl Segment {
+    /// Bytes on disk, sidecar included.
+    pub fn disk_bytes(&self) -> u64 {
+        self.bytes + self.map_bytes.unwrap_or(0)
+    }
+
+    /// Deletes the file and its sidecar.
+    pub(crate) fn remove(&self) -> std::io::Result<()> {
+        if self.map_bytes.is_some() {
+            let _ = fs::remove_file(sidecar_path(&self.path));
+        }
+        fs::remove_file(&self.path)
+    }
 }
 
 pub(crate) fn partition_dir(root: &Path, hour: i64) -> PathBuf {
@@ -134,7 +153,9 @@ pub fn write_parquet<W: std::io::Write + Send>(
 }
 
 /// Writes `batches` as one file of partition `hour` named after `seq_lo..=seq_hi`, atomically,
-/// through [`write_parquet`].
+/// through [`write_parquet`], with its service-map sidecar (renamed into place before the data
+/// file, so that a data file of this version always has one; a sidecar left without its data
+/// file by a crash is deleted at open).
 pub(crate) fn write(
     root: &Path,
     hour: i64,
@@ -150,6 +171,9 @@ pub(crate) fn write(
     let path = dir.join(&name);
     let mut rows = 0u64;
     let mut range: Option<(i64, i64)> = None;
+    let mut map = PartialMap::default();
+    let mut map_ok = true;
+    let map_path = sidecar_path(&path);
     let result = (|| {
         let counted = batches.into_iter().inspect(|batch| {
             if let Ok(batch) = batch {
@@ -157,6 +181,9 @@ pub(crate) fn write(
                 if let Some((lo, hi)) = time_range(std::slice::from_ref(batch)) {
                     range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
                 }
+                // Batches of the flow schema always have the map's columns; without them the
+                // file is simply left without a sidecar.
+                map_ok &= map.add_batch(batch, None).is_ok();
             }
         });
         write_parquet(counted, File::create(&tmp)?, props)?.sync_all()?;
@@ -166,7 +193,22 @@ pub(crate) fn write(
         let _ = fs::remove_file(&tmp);
         return Err(std::io::Error::other(e));
     }
-    fs::rename(&tmp, &path)?;
+    let map_bytes = if map_ok {
+        match write_sidecar(&map_path, &map) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(path = %map_path.display(), error = %e, "service-map sidecar not written; the map will scan this file");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Err(e) = fs::rename(&tmp, &path) {
+        let _ = fs::remove_file(&map_path);
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     // The rename is durable only once the directory entry is.
     if let Ok(d) = File::open(&dir) {
         let _ = d.sync_all();
@@ -182,6 +224,7 @@ pub(crate) fn write(
         bytes,
         min_time,
         max_time,
+        map_bytes,
     })
 }
 
@@ -220,6 +263,7 @@ fn read_footer(path: &Path, hour: i64, seq_lo: u64, seq_hi: u64) -> std::io::Res
         bytes,
         min_time,
         max_time,
+        map_bytes: fs::metadata(sidecar_path(path)).ok().map(|m| m.len()),
     })
 }
 
@@ -253,6 +297,7 @@ pub(crate) fn scan(root: &Path) -> std::io::Result<Recovery> {
                 continue;
             };
             let mut found = Vec::new();
+            let mut sidecars = Vec::new();
             for f in fs::read_dir(hour_dir.path())? {
                 let f = f?;
                 let name = f.file_name().to_string_lossy().into_owned();
@@ -261,6 +306,16 @@ pub(crate) fn scan(root: &Path) -> std::io::Result<Recovery> {
                     rec.removed_temp += 1;
                 } else if let Some((lo, hi)) = parse_name(&name) {
                     found.push((f.path(), lo, hi));
+                } else if name.ends_with(".map") {
+                    sidecars.push(f.path());
+                }
+            }
+            // A sidecar whose data file is gone: a crash between the two renames (or between
+            // the two deletes of retention or compaction).
+            for m in sidecars {
+                if !found.iter().any(|(p, _, _)| sidecar_path(p) == m) {
+                    fs::remove_file(&m)?;
+                    rec.removed_temp += 1;
                 }
             }
             // A file whose range lies inside another's was compacted into it.
@@ -272,6 +327,7 @@ pub(crate) fn scan(root: &Path) -> std::io::Result<Recovery> {
             let mut keep = Vec::new();
             for (path, lo, hi) in &found {
                 if replaced(*lo, *hi) {
+                    let _ = fs::remove_file(sidecar_path(path));
                     fs::remove_file(path)?;
                     rec.removed_replaced += 1;
                 } else {

@@ -1,24 +1,31 @@
 //! The service map over a time range (`GET /api/v1/service-map`): workloads as nodes, and an
 //! edge per client → server pair with HTTP request rate, error ratio, latency percentiles and
-//! drops, computed by DataFusion over table `flows`.
+//! drops.
 //!
 //! An HTTP exchange is counted from its response flow (which runs server → client, as in
 //! Hubble). An exchange seen at both ends (the client's and the server's interface) appears
 //! twice, once per traffic direction; each edge takes the side that saw more, rather than
 //! adding both. Drops are counted once (a packet is dropped at one place).
+//!
+//! The counting is [`PartialMap`]'s: a file wholly inside the range is read from its sidecar
+//! (the partial computed when the file was written), and only what no sidecar covers is
+//! scanned: files the range cuts, files without a sidecar, and the unflushed batches. A day
+//! is then 24 small sidecars instead of a day of rows, with the same answer as a full scan.
 
 use std::collections::BTreeMap;
 
 use datafusion::prelude::{SessionConfig, col};
+use futures::StreamExt;
 use serde::Serialize;
 use webb_proto::Timestamp;
 
+use crate::partial_map::{EdgeStats, MAP_COLUMNS, PartialMap, read_sidecar, sidecar_path};
 use crate::schema::TIME;
-use crate::sql::{SqlError, to_json_rows};
+use crate::sql::SqlError;
 use crate::store::FlowStore;
-use crate::table::{TABLE, ts_lit};
+use crate::table::ts_lit;
 
-/// Rows per batch of the map's query (DataFusion's default is 8192).
+/// Rows per batch of the scan of what sidecars do not cover.
 const MAP_BATCH_ROWS: usize = 64 * 1024;
 
 /// A workload (or a bare address outside every endpoint).
@@ -72,66 +79,11 @@ pub struct MapQuery {
     pub namespace: Option<String>,
 }
 
-/// The id and names of one end of a flow: `namespace/workload`, else `namespace/pod`, else the
-/// IP address.
-fn end(side: &str, ip: &str) -> String {
-    format!(
-        "CASE WHEN {side}_workload IS NOT NULL AND {side}_workload <> '' \
-              THEN concat({side}_namespace, '/', {side}_workload) \
-         WHEN {side}_pod IS NOT NULL AND {side}_pod <> '' \
-              THEN concat({side}_namespace, '/', {side}_pod) \
-         ELSE {ip} END"
-    )
+fn clamp_ns(t: &Timestamp) -> i64 {
+    i64::try_from(t.unix_nanos()).unwrap_or(if t.seconds < 0 { i64::MIN } else { i64::MAX })
 }
 
-fn name(side: &str, ip: &str) -> String {
-    format!(
-        "CASE WHEN {side}_workload IS NOT NULL AND {side}_workload <> '' THEN {side}_workload \
-         WHEN {side}_pod IS NOT NULL AND {side}_pod <> '' THEN {side}_pod ELSE {ip} END"
-    )
-}
-
-fn map_sql() -> String {
-    let (src, dst) = (
-        end("source", "ip_source"),
-        end("destination", "ip_destination"),
-    );
-    let (src_name, dst_name) = (
-        name("source", "ip_source"),
-        name("destination", "ip_destination"),
-    );
-    let is_response = "(l7_type = 'RESPONSE' AND http_code IS NOT NULL)";
-    format!(
-        "WITH e AS (
-           SELECT
-             CASE WHEN {is_response} THEN {dst} ELSE {src} END AS client,
-             CASE WHEN {is_response} THEN coalesce(destination_namespace, '') ELSE coalesce(source_namespace, '') END AS client_ns,
-             CASE WHEN {is_response} THEN {dst_name} ELSE {src_name} END AS client_name,
-             CASE WHEN {is_response} THEN {src} ELSE {dst} END AS server,
-             CASE WHEN {is_response} THEN coalesce(source_namespace, '') ELSE coalesce(destination_namespace, '') END AS server_ns,
-             CASE WHEN {is_response} THEN {src_name} ELSE {dst_name} END AS server_name,
-             CAST(traffic_direction AS VARCHAR) AS direction,
-             CASE WHEN {is_response} THEN 1 ELSE 0 END AS exchange,
-             CASE WHEN {is_response} AND http_code >= 500 THEN 1 ELSE 0 END AS error,
-             CASE WHEN {is_response} THEN CAST(l7_latency_ns AS DOUBLE) / 1e6 END AS latency_ms,
-             CASE WHEN verdict = 'DROPPED' THEN 1 ELSE 0 END AS dropped,
-             CASE WHEN flow_type = 'L3_L4' AND trace_reason = 'NEW' AND verdict <> 'DROPPED' THEN 1 ELSE 0 END AS connection
-           FROM window
-           WHERE {is_response} OR verdict = 'DROPPED' OR (flow_type = 'L3_L4' AND trace_reason = 'NEW')
-         )
-         SELECT client, client_ns, client_name, server, server_ns, server_name, direction,
-                sum(exchange), sum(error),
-                approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),
-                approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms),
-                approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms),
-                sum(dropped), sum(connection)
-         FROM e
-         WHERE client IS NOT NULL AND server IS NOT NULL
-         GROUP BY client, client_ns, client_name, server, server_ns, server_name, direction"
-    )
-}
-
-/// One (edge, traffic direction) group of the query.
+/// One (edge, traffic direction) group, the side an edge takes.
 #[derive(Debug, Default, Clone)]
 struct Side {
     exchanges: u64,
@@ -148,116 +100,153 @@ struct EdgeAcc {
     connections: u64,
 }
 
-fn u(v: &serde_json::Value) -> u64 {
-    v.as_u64()
-        .or_else(|| v.as_i64().map(|i| i.max(0) as u64))
-        .unwrap_or(0)
-}
-
-fn s(v: &serde_json::Value) -> String {
-    v.as_str().unwrap_or_default().to_owned()
-}
-
 impl FlowStore {
     /// The service map over `[since, until)`.
     pub async fn service_map(&self, q: &MapQuery) -> Result<ServiceMap, SqlError> {
         let exec = |e: datafusion::error::DataFusionError| SqlError::Execution(e.to_string());
-        // Latency percentiles keep a t-digest per group, updated once per batch for every group
-        // the batch holds: with thousands of edges a batch of 8192 rows gives each digest a row
-        // or two per update, and the per-update cost dominated the map. Batches 8x larger.
-        let ctx = self
-            .session_with(SessionConfig::new().with_batch_size(MAP_BATCH_ROWS))
-            .map_err(exec)?;
-        let window = ctx
-            .table(TABLE)
-            .await
-            .map_err(exec)?
-            .filter(col(TIME).gt_eq(ts_lit(&q.since)))
-            .map_err(exec)?
-            .filter(col(TIME).lt(ts_lit(&q.until)))
-            .map_err(exec)?;
-        ctx.register_table("window", window.into_view())
-            .map_err(exec)?;
-        let batches = ctx
-            .sql(&map_sql())
-            .await
-            .map_err(exec)?
-            .collect()
-            .await
-            .map_err(exec)?;
-        let rows = to_json_rows(&batches)?;
+        let (lo, hi) = (clamp_ns(&q.since), clamp_ns(&q.until));
+        let (files, pending) = self.shared.snapshot();
+        let files: Vec<_> = files
+            .into_iter()
+            .filter(|f| f.max_time >= lo && f.min_time < hi)
+            .collect();
 
-        let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
-        let mut edges: BTreeMap<(String, String), EdgeAcc> = BTreeMap::new();
-        for r in &rows {
-            let (client, server) = (s(&r[0]), s(&r[3]));
-            let keep = q
-                .namespace
-                .as_ref()
-                .is_none_or(|ns| s(&r[1]) == *ns || s(&r[4]) == *ns);
-            if !keep {
-                continue;
+        // Sidecars of the files wholly inside the range, read off the async threads.
+        let (inside, mut scan): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .partition(|f| f.map_bytes.is_some() && f.min_time >= lo && f.max_time < hi);
+        let (mut partial, unread) = tokio::task::spawn_blocking(move || {
+            let mut partial = PartialMap::default();
+            let mut unread = Vec::new();
+            for f in inside {
+                match read_sidecar(&sidecar_path(&f.path), f.rows) {
+                    Some(p) => partial.merge(&p),
+                    None => unread.push(f),
+                }
             }
-            names.insert(client.clone(), (s(&r[1]), s(&r[2])));
-            names.insert(server.clone(), (s(&r[4]), s(&r[5])));
-            let side = Side {
-                exchanges: u(&r[7]),
-                errors: u(&r[8]),
-                p50: r[9].as_f64(),
-                p95: r[10].as_f64(),
-                p99: r[11].as_f64(),
-            };
-            let acc = edges.entry((client, server)).or_default();
-            if side.exchanges > acc.best.exchanges {
-                acc.best = side;
-            }
-            acc.drops += u(&r[12]);
-            acc.connections += u(&r[13]);
-        }
+            (partial, unread)
+        })
+        .await
+        .map_err(|e| SqlError::Execution(e.to_string()))?;
+        scan.extend(unread);
 
-        let secs = ((q.until.unix_nanos() - q.since.unix_nanos()) as f64 / 1e9).max(1e-9);
-        let ratio = |errors: u64, total: u64| {
-            if total == 0 {
-                0.0
-            } else {
-                errors as f64 / total as f64
-            }
-        };
-        let mut served: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
-        let mut map = ServiceMap::default();
-        for ((source, target), acc) in &edges {
-            let t = served.entry(target).or_default();
-            t.0 += acc.best.exchanges;
-            t.1 += acc.best.errors;
-            t.2 += acc.drops;
-            if source != target {
-                served.entry(source).or_default().2 += acc.drops;
-            }
-            map.edges.push(MapEdge {
-                id: format!("{source}->{target}"),
-                source: source.clone(),
-                target: target.clone(),
-                requests_per_second: acc.best.exchanges as f64 / secs,
-                error_ratio: ratio(acc.best.errors, acc.best.exchanges),
-                p50_ms: acc.best.p50,
-                p95_ms: acc.best.p95,
-                p99_ms: acc.best.p99,
-                drops: acc.drops,
-                requests: acc.best.exchanges,
-                connections: acc.connections,
-            });
+        let column = |e: crate::partial_map::MapColumnError| SqlError::Execution(e.to_string());
+        for p in &pending {
+            partial
+                .add_batch(&p.batch, Some((lo, hi)))
+                .map_err(column)?;
         }
-        for (id, (namespace, workload)) in names {
-            let (requests, errors, drops) = served.get(id.as_str()).copied().unwrap_or_default();
-            map.nodes.push(MapNode {
-                id,
-                namespace,
-                workload,
-                requests_per_second: requests as f64 / secs,
-                error_ratio: ratio(errors, requests),
-                drops,
-            });
+        if !scan.is_empty() {
+            let ctx = self
+                .session_with(SessionConfig::new().with_batch_size(MAP_BATCH_ROWS))
+                .map_err(exec)?;
+            let mut stream = ctx
+                .read_table(std::sync::Arc::new(self.table_of(scan)))
+                .map_err(exec)?
+                .filter(col(TIME).gt_eq(ts_lit(&q.since)))
+                .map_err(exec)?
+                .filter(col(TIME).lt(ts_lit(&q.until)))
+                .map_err(exec)?
+                .select_columns(MAP_COLUMNS)
+                .map_err(exec)?
+                .execute_stream()
+                .await
+                .map_err(exec)?;
+            while let Some(b) = stream.next().await {
+                partial
+                    .add_batch(&b.map_err(exec)?, Some((lo, hi)))
+                    .map_err(column)?;
+            }
         }
-        Ok(map)
+        Ok(map_of(&partial, q))
     }
+}
+
+/// The map of a partial: per (client, server) the busier traffic direction's exchanges.
+fn map_of(partial: &PartialMap, q: &MapQuery) -> ServiceMap {
+    let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut edges: BTreeMap<(String, String), EdgeAcc> = BTreeMap::new();
+    // Sorted by (client, server, direction): ties between directions go the same way always.
+    for (k, st) in partial.sorted() {
+        let keep = q
+            .namespace
+            .as_ref()
+            .is_none_or(|ns| k.client.namespace == *ns || k.server.namespace == *ns);
+        if !keep {
+            continue;
+        }
+        for e in [&k.client, &k.server] {
+            names
+                .entry(e.id.clone())
+                .or_insert_with(|| (e.namespace.clone(), e.name.clone()));
+        }
+        let EdgeStats {
+            exchanges,
+            errors,
+            latency,
+            drops,
+            connections,
+        } = st;
+        let ms = |p: f64| latency.quantile(p).map(|ns| ns / 1e6);
+        let side = Side {
+            exchanges: *exchanges,
+            errors: *errors,
+            p50: ms(0.5),
+            p95: ms(0.95),
+            p99: ms(0.99),
+        };
+        let acc = edges
+            .entry((k.client.id.clone(), k.server.id.clone()))
+            .or_default();
+        if side.exchanges > acc.best.exchanges {
+            acc.best = side;
+        }
+        acc.drops += drops;
+        acc.connections += connections;
+    }
+
+    let secs = ((q.until.unix_nanos() - q.since.unix_nanos()) as f64 / 1e9).max(1e-9);
+    let ratio = |errors: u64, total: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            errors as f64 / total as f64
+        }
+    };
+    let mut served: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    let mut map = ServiceMap::default();
+    for ((source, target), acc) in &edges {
+        let t = served.entry(target).or_default();
+        t.0 += acc.best.exchanges;
+        t.1 += acc.best.errors;
+        t.2 += acc.drops;
+        if source != target {
+            served.entry(source).or_default().2 += acc.drops;
+        }
+        map.edges.push(MapEdge {
+            id: format!("{source}->{target}"),
+            source: source.clone(),
+            target: target.clone(),
+            requests_per_second: acc.best.exchanges as f64 / secs,
+            error_ratio: ratio(acc.best.errors, acc.best.exchanges),
+            p50_ms: acc.best.p50,
+            p95_ms: acc.best.p95,
+            p99_ms: acc.best.p99,
+            drops: acc.drops,
+            requests: acc.best.exchanges,
+            connections: acc.connections,
+        });
+    }
+    for (id, (namespace, workload)) in names {
+        let (requests, errors, drops) = served.get(id.as_str()).copied().unwrap_or_default();
+        map.nodes.push(MapNode {
+            id,
+            namespace,
+            workload,
+            requests_per_second: requests as f64 / secs,
+            error_ratio: ratio(errors, requests),
+            drops,
+        });
+    }
+    map
 }

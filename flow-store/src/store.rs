@@ -112,6 +112,7 @@ pub struct StoreStats {
     pub lost_write_error: u64,
     pub written_rows: u64,
     pub files: u64,
+    /// Bytes on disk: the data files and their service-map sidecars.
     pub bytes: u64,
     pub pending_rows: u64,
     pub compactions: u64,
@@ -292,7 +293,7 @@ impl FlowStore {
             lost_write_error: c.lost_write.load(Ordering::Relaxed),
             written_rows: c.written.load(Ordering::Relaxed),
             files: files.len() as u64,
-            bytes: files.iter().map(|f| f.bytes).sum(),
+            bytes: files.iter().map(Segment::disk_bytes).sum(),
             pending_rows: pending.iter().map(|p| p.batch.num_rows() as u64).sum(),
             compactions: c.compactions.load(Ordering::Relaxed),
             files_removed_by_retention: c.retention_removed.load(Ordering::Relaxed),
@@ -526,7 +527,7 @@ impl Writer {
             st.files.sort_by_key(|s| (s.min_time, s.seq_lo));
         }
         for s in run {
-            let _ = std::fs::remove_file(&s.path);
+            let _ = s.remove();
         }
         self.shared
             .counters
@@ -548,17 +549,17 @@ impl Writer {
                 doomed.extend(old);
             }
             if let Some(limit) = cfg.retention_bytes {
-                let mut total: u64 = st.files.iter().map(|s| s.bytes).sum();
+                let mut total: u64 = st.files.iter().map(Segment::disk_bytes).sum();
                 // Oldest first: files are kept sorted by their oldest flow.
                 while total > limit && !st.files.is_empty() {
                     let s = st.files.remove(0);
-                    total -= s.bytes;
+                    total -= s.disk_bytes();
                     doomed.push(s);
                 }
             }
         }
         for s in &doomed {
-            if let Err(e) = std::fs::remove_file(&s.path) {
+            if let Err(e) = s.remove() {
                 tracing::warn!(path = %s.path.display(), error = %e, "retention could not delete a file");
             }
             if let Some(dir) = s.path.parent() {

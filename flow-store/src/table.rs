@@ -26,6 +26,7 @@ use webb_proto::Timestamp;
 use webb_proto::flow::Flow;
 
 use crate::schema::{SchemaError, TIME, flow_schema, flows_from_batch};
+use crate::segment::Segment;
 use crate::store::{FlowStore, Shared};
 
 /// Name of the table in SQL.
@@ -37,6 +38,9 @@ pub const TABLE: &str = "flows";
 #[derive(Clone)]
 pub struct FlowsTable {
     shared: Arc<Shared>,
+    /// Only these files and no unflushed batches (the service map's scan of what its
+    /// sidecars do not cover); `None`: everything stored.
+    only: Option<Arc<Vec<Segment>>>,
 }
 
 impl std::fmt::Debug for FlowsTable {
@@ -144,7 +148,10 @@ impl TableProvider for FlowsTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let schema = flow_schema();
         let (lo, hi) = time_bounds(filters);
-        let (files, pending) = self.shared.snapshot();
+        let (files, pending) = match &self.only {
+            Some(files) => (files.as_ref().clone(), Vec::new()),
+            None => self.shared.snapshot(),
+        };
         // Without filters a limit is safe to apply at the source.
         let limit = if filters.is_empty() { limit } else { None };
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
@@ -249,6 +256,15 @@ impl FlowStore {
     pub fn table(&self) -> FlowsTable {
         FlowsTable {
             shared: self.shared.clone(),
+            only: None,
+        }
+    }
+
+    /// A table of just `files` (no unflushed batches).
+    pub(crate) fn table_of(&self, files: Vec<Segment>) -> FlowsTable {
+        FlowsTable {
+            shared: self.shared.clone(),
+            only: Some(Arc::new(files)),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The service map: workloads as nodes, client → server edges with HTTP rate, errors,
 //! latency percentiles and drops, over a time range.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flow_store::{FlowStore, MapQuery, StoreConfig};
@@ -137,5 +138,189 @@ fn edges_carry_rate_errors_latency_and_drops_and_count_each_exchange_once() {
         .unwrap();
     assert_eq!(only.edges.len(), 1);
     assert_eq!(only.nodes.len(), 2);
+    store.close();
+}
+
+/// What the map must say about one client → server edge, counted straight from the flows.
+#[derive(Debug, Default)]
+struct Expected {
+    requests: u64,
+    errors: u64,
+    drops: u64,
+    connections: u64,
+    latencies_ns: Vec<u64>,
+}
+
+fn end_id(e: &Option<Endpoint>) -> String {
+    let e = e.as_ref().unwrap();
+    format!("{}/{}", e.namespace, e.workloads[0].name)
+}
+
+/// The map's rules applied to flows in `[lo, hi)`: responses run server → client, the busier
+/// traffic direction of an edge counts its exchanges, drops and connections add up.
+fn expected(flows: &[Flow], lo: i128, hi: i128) -> BTreeMap<(String, String), Expected> {
+    use webb_proto::flow::{FlowType, L7FlowType, TraceReason, Verdict, layer7::Record};
+    let mut by_dir: BTreeMap<(String, String, &str), Expected> = BTreeMap::new();
+    for f in flows {
+        let t = f.time.unwrap().unix_nanos();
+        if t < lo || t >= hi {
+            continue;
+        }
+        let code = f.l7.as_ref().and_then(|l| match &l.record {
+            Some(Record::Http(h)) if l.r#type == L7FlowType::Response as i32 => Some(h.code),
+            _ => None,
+        });
+        let (client, server) = match code {
+            Some(_) => (end_id(&f.destination), end_id(&f.source)),
+            None => (end_id(&f.source), end_id(&f.destination)),
+        };
+        let dir = TrafficDirection::try_from(f.traffic_direction)
+            .unwrap()
+            .as_str_name();
+        let e = by_dir.entry((client, server, dir)).or_default();
+        if let Some(code) = code {
+            e.requests += 1;
+            e.errors += u64::from(code >= 500);
+            e.latencies_ns.push(f.l7.as_ref().unwrap().latency_ns);
+        }
+        let dropped = f.verdict == Verdict::Dropped as i32;
+        e.drops += u64::from(dropped);
+        e.connections += u64::from(
+            f.r#type == FlowType::L3L4 as i32
+                && f.trace_reason == TraceReason::New as i32
+                && !dropped,
+        );
+    }
+    let mut out: BTreeMap<(String, String), Expected> = BTreeMap::new();
+    for ((client, server, _), e) in by_dir {
+        let edge = out.entry((client, server)).or_default();
+        edge.drops += e.drops;
+        edge.connections += e.connections;
+        if e.requests > edge.requests {
+            (edge.requests, edge.errors, edge.latencies_ns) =
+                (e.requests, e.errors, e.latencies_ns);
+        }
+    }
+    out
+}
+
+fn nearest_rank_ms(latencies: &mut [u64], q: f64) -> f64 {
+    latencies.sort();
+    let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+    latencies[rank - 1] as f64 / 1e6
+}
+
+fn sidecar_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "map") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_map_merged_from_sidecars_equals_a_full_scan_and_the_flows_own_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let config = || StoreConfig {
+        flush_interval: Duration::from_secs(3600),
+        retention_age: None,
+        ..StoreConfig::new(dir.path())
+    };
+    let store = FlowStore::open(config()).unwrap();
+    let now = Timestamp::now().seconds;
+    let start = Timestamp {
+        seconds: (now / 3600 - 6) * 3600,
+        nanos: 0,
+    };
+    // Three whole hours flushed into one file each, then flows of a fourth hour not flushed.
+    let g = flow_store::generator::FlowGenerator::new(40, start, 4);
+    let flows = g.batch(0, 3 * 3600 * 4 + 600);
+    for f in &flows[..3 * 3600 * 4] {
+        store.append_blocking(f.clone());
+    }
+    store.flush().unwrap();
+    assert_eq!(sidecar_files(dir.path()).len(), 3, "one sidecar per file");
+    for f in &flows[3 * 3600 * 4..] {
+        store.append_blocking(f.clone());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.stats().pending_rows < 600 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(store.stats().pending_rows, 600);
+
+    let at = |secs: i64| Timestamp {
+        seconds: start.seconds + secs,
+        nanos: 0,
+    };
+    let ranges = [
+        // Every file wholly inside (sidecars only) plus the unflushed rows.
+        (at(0), at(4 * 3600)),
+        // Cuts through the first file and the unflushed rows: those are scanned.
+        (at(1800), at(3 * 3600 + 60)),
+    ];
+    let maps = |store: &FlowStore| -> Vec<flow_store::ServiceMap> {
+        ranges
+            .iter()
+            .map(|(since, until)| {
+                rt.block_on(store.service_map(&MapQuery {
+                    since: *since,
+                    until: *until,
+                    namespace: None,
+                }))
+                .unwrap()
+            })
+            .collect()
+    };
+    let from_sidecars = maps(&store);
+    store.close();
+
+    // The same data without sidecars (as a store of an older version has it): all scanned.
+    for m in sidecar_files(dir.path()) {
+        std::fs::remove_file(m).unwrap();
+    }
+    let store = FlowStore::open(config()).unwrap();
+    assert!(store.segments().iter().all(|s| s.map_bytes.is_none()));
+    let scanned = maps(&store);
+    assert_eq!(from_sidecars, scanned);
+
+    for ((since, until), map) in ranges.iter().zip(&from_sidecars) {
+        let mut want = expected(&flows, since.unix_nanos(), until.unix_nanos());
+        want.retain(|_, e| e.requests + e.drops + e.connections > 0);
+        assert_eq!(map.edges.len(), want.len());
+        assert!(want.values().any(|e| e.requests >= 20), "busy edges exist");
+        for e in &map.edges {
+            let w = want.get_mut(&(e.source.clone(), e.target.clone())).unwrap();
+            assert_eq!(
+                (e.requests, e.drops, e.connections),
+                (w.requests, w.drops, w.connections),
+                "{}",
+                e.id
+            );
+            assert!((e.error_ratio * w.requests as f64 - w.errors as f64).abs() < 1e-6);
+            if w.requests == 0 {
+                assert_eq!(e.p50_ms, None);
+                continue;
+            }
+            for (q, got) in [(0.5, e.p50_ms), (0.95, e.p95_ms), (0.99, e.p99_ms)] {
+                let exact = nearest_rank_ms(&mut w.latencies_ns, q);
+                let got = got.unwrap();
+                assert!(
+                    (got - exact).abs() <= exact * 0.01,
+                    "{} p{q}: {got} ms, exact {exact} ms",
+                    e.id
+                );
+            }
+        }
+    }
     store.close();
 }

@@ -46,7 +46,17 @@ fn hour_start_ago(h: i64) -> Timestamp {
     }
 }
 
+/// The store's data files.
 fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    files_ending(dir, ".parquet")
+}
+
+/// The service-map sidecars beside them.
+fn sidecars(dir: &Path) -> Vec<PathBuf> {
+    files_ending(dir, ".map")
+}
+
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -54,7 +64,7 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else {
+            } else if p.to_string_lossy().ends_with(suffix) {
                 out.push(p);
             }
         }
@@ -217,6 +227,11 @@ fn retention_by_age_deletes_files_whose_flows_are_all_older_than_the_window() {
     assert_eq!(left, recent.iter().map(stored_form).collect::<Vec<_>>());
     assert_eq!(store.stats().files_removed_by_retention, 1);
     assert_eq!(parquet_files(tmp.path()).len(), 1);
+    assert_eq!(
+        sidecars(tmp.path()).len(),
+        1,
+        "a file's sidecar goes with it"
+    );
     // The emptied partition directory is gone too.
     let t = chrono::DateTime::from_timestamp(hour_start_ago(72).seconds, 0).unwrap();
     let old_dir = tmp
@@ -240,9 +255,13 @@ fn retention_by_size_deletes_the_oldest_files_first() {
         store.flush().unwrap();
         assert_eq!(store.stats().files, 4);
     }
+    // Bytes on disk: each data file and its service-map sidecar.
     let sizes: Vec<u64> = parquet_files(dir)
         .iter()
-        .map(|p| std::fs::metadata(p).unwrap().len())
+        .map(|p| {
+            let map = p.with_extension("map");
+            std::fs::metadata(p).unwrap().len() + std::fs::metadata(map).unwrap().len()
+        })
         .collect();
     let newest_two: u64 = sizes.iter().rev().take(2).sum();
     let store = FlowStore::open(StoreConfig {
@@ -287,6 +306,15 @@ fn small_files_of_an_hour_are_compacted_into_one_without_losing_or_duplicating_r
             .to_string_lossy()
             .starts_with("cmp-"))
     );
+    let maps: Vec<PathBuf> = sidecars(tmp.path());
+    assert_eq!(
+        maps,
+        parquet_files(tmp.path())
+            .iter()
+            .map(|p| p.with_extension("map"))
+            .collect::<Vec<_>>(),
+        "each merged file has a sidecar, the merged ones' are gone"
+    );
     assert_eq!(by_uuid(all(&store)), by_uuid(expect));
 }
 
@@ -325,9 +353,12 @@ fn leftovers_of_a_crash_are_cleaned_at_open_and_only_complete_files_remain() {
         part.join(format!("cmp-{seq:020}-{:020}.parquet", seq + 1)),
     )
     .unwrap();
+    // A crash between renaming a sidecar into place and renaming its data file.
+    std::fs::write(part.join("seg-00000000000000000009.map"), b"partial map").unwrap();
 
     let store = FlowStore::open(config(dir)).unwrap();
-    assert_eq!(store.stats().crash_leftovers_removed, 2);
+    assert_eq!(store.stats().crash_leftovers_removed, 3);
+    assert!(sidecars(dir).is_empty(), "{:?}", sidecars(dir));
     let names: Vec<String> = parquet_files(dir)
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
