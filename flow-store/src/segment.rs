@@ -98,8 +98,19 @@ pub(crate) fn file_name(seq_lo: u64, seq_hi: u64) -> String {
     }
 }
 
+/// Text columns unique (or nearly) per flow whose neighbours share long prefixes (URLs,
+/// summaries, trace ids): prefix-delta encoded, not dictionary encoded. `uuid` stays plain: its
+/// shared prefix is per node, and node alternates from row to row (measured larger with
+/// prefix deltas).
+const PREFIX_DELTA_COLUMNS: &[&str] = &["summary", "http_url", "trace_id"];
+
+/// Rows per data page: dictionary indexes and levels of 100 Ki rows compress far better under
+/// zstd than the default 20 Ki (bytes/flow 26.4 -> 24.3 on the bench's flows), and a page is
+/// still a small part of a row group for the page index to skip.
+const PAGE_ROWS: usize = 100 * 1024;
+
 pub(crate) fn writer_properties(zstd_level: i32, row_group_rows: usize) -> WriterProperties {
-    WriterProperties::builder()
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(zstd_level).unwrap_or_default(),
         ))
@@ -108,12 +119,18 @@ pub(crate) fn writer_properties(zstd_level: i32, row_group_rows: usize) -> Write
         // time, pod, verdict, ...
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(row_group_rows))
+        .set_data_page_row_count_limit(PAGE_ROWS)
         // Times rise almost monotonically: deltas take a byte or two where plain takes eight.
         .set_column_dictionary_enabled(ColumnPath::from(TIME), false)
         .set_column_encoding(ColumnPath::from(TIME), Encoding::DELTA_BINARY_PACKED)
         // Unique per flow: a dictionary would only be built to be thrown away.
-        .set_column_dictionary_enabled(ColumnPath::from("uuid"), false)
-        .build()
+        .set_column_dictionary_enabled(ColumnPath::from("uuid"), false);
+    for c in PREFIX_DELTA_COLUMNS {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(*c), false)
+            .set_column_encoding(ColumnPath::from(*c), Encoding::DELTA_BYTE_ARRAY);
+    }
+    b.build()
 }
 
 pub(crate) fn time_range(batches: &[RecordBatch]) -> Option<(i64, i64)> {
