@@ -63,9 +63,10 @@ impl StoreConfig {
             compact_below_bytes: 16 << 20,
             compact_min_files: 8,
             zstd_level: 3,
-            // Every column's dictionary is written once per row group: 1 Mi rows instead of
-            // 128 Ki took 1.1 bytes/flow off (a flush's file is one row group either way).
-            row_group_rows: 1024 * 1024,
+            // Each column's dictionary is written once per row group, so 1 Mi rows took about
+            // 1 byte/flow off; but the time range then prunes in coarse steps: on 30 M flows the
+            // last-hour SQL of one pod took p90 103 ms with 1 Mi rows, 60 ms with 128 Ki.
+            row_group_rows: 128 * 1024,
             sql: crate::sql::SqlLimits::default(),
         }
     }
