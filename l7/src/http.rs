@@ -874,17 +874,30 @@ struct Flows<'a> {
     ids: &'a mut FlowIds,
 }
 
+impl Flows<'_> {
+    /// A new L7 flow of `packet`'s connection with what requests and responses both set, built
+    /// in place: a Flow is large, and moving it into the vector would copy it.
+    fn push(
+        &mut self,
+        packet: &Flow,
+        time_ns: i128,
+        is_reply: bool,
+        trace_id: Option<TraceId>,
+    ) -> &mut Flow {
+        let at = self.out.len();
+        self.out.push(l7_base(packet));
+        let flow = &mut self.out[at];
+        flow.time = Some(timestamp(time_ns));
+        flow.uuid = self.ids.next();
+        flow.is_reply = Some(is_reply.into());
+        flow.trace_context = trace_context(trace_id);
+        flow
+    }
+}
+
 impl MessageSink for Flows<'_> {
     fn request(&mut self, packet: &Flow, r: &Request<'_>) {
-        // Built in place: a Flow is large, and moving it into the vector would copy it.
-        self.out.push(l7_base(packet));
-        let Some(flow) = self.out.last_mut() else {
-            return;
-        };
-        flow.time = Some(timestamp(r.time_ns));
-        flow.uuid = self.ids.next();
-        flow.is_reply = Some(false.into());
-        flow.trace_context = trace_context(r.trace_id);
+        let flow = self.push(packet, r.time_ns, false, r.trace_id);
         flow.summary = join(&[r.protocol, " ", r.method, " ", r.url]);
         flow.l7 = Some(Layer7 {
             r#type: L7FlowType::Request as i32,
@@ -913,15 +926,8 @@ impl MessageSink for Flows<'_> {
             r.url,
             ")",
         ]);
-        self.out.push(l7_base(packet));
-        let Some(flow) = self.out.last_mut() else {
-            return;
-        };
-        flow.time = Some(timestamp(r.time_ns));
-        flow.uuid = self.ids.next();
-        flow.is_reply = Some(true.into());
+        let flow = self.push(packet, r.time_ns, true, r.trace_id);
         flow.traffic_direction = r.request_direction;
-        flow.trace_context = trace_context(r.trace_id);
         flow.summary = summary;
         flow.l7 = Some(Layer7 {
             r#type: L7FlowType::Response as i32,
