@@ -1,6 +1,8 @@
 //! The service map: workloads as nodes, client → server edges with HTTP rate, errors,
 //! latency percentiles and drops, over a time range.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -210,20 +212,9 @@ fn nearest_rank_ms(latencies: &mut [u64], q: f64) -> f64 {
     latencies[rank - 1] as f64 / 1e6
 }
 
+/// The service-map sidecars under `dir`.
 fn sidecar_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "map") {
-                out.push(p);
-            }
-        }
-    }
-    out
+    common::files_ending(dir, ".map")
 }
 
 #[test]

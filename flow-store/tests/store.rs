@@ -1,9 +1,12 @@
 //! The write and read paths of the store: partitions, atomic files, retention, compaction,
 //! crash recovery, overflow accounting, history queries.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::files_ending;
 use flow_store::generator::FlowGenerator;
 use flow_store::{FlowQuery, FlowStore, STAGE_QUEUE, StoreConfig, stored_form};
 use webb_proto::Timestamp;
@@ -54,23 +57,6 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 /// The service-map sidecars beside them.
 fn sidecars(dir: &Path) -> Vec<PathBuf> {
     files_ending(dir, ".map")
-}
-
-fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().ends_with(suffix) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn all(store: &FlowStore) -> Vec<Flow> {
