@@ -165,6 +165,35 @@ fn flows_not_yet_flushed_are_already_visible_to_queries() {
 }
 
 #[test]
+fn unflushed_batches_past_their_memory_limit_are_written_before_the_flush_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(StoreConfig {
+        // Every sealed batch is past the limit: each is written long before the hour is up.
+        pending_bytes_limit: 1,
+        batch_rows: 100,
+        ..config(tmp.path())
+    })
+    .unwrap();
+    let g = FlowGenerator::new(20, now_ts(), 1000);
+    let flows = g.batch(0, 1000);
+    for f in &flows {
+        assert!(store.append_blocking(f.clone()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.stats().written_rows < 1000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = store.stats();
+    assert_eq!(stats.written_rows, 1000, "{stats:?}");
+    assert_eq!((stats.pending_rows, stats.pending_bytes), (0, 0));
+    assert!(stats.files >= 1);
+    assert_eq!(stats.lost_queue_full, 0);
+    // Written once each: neither lost nor duplicated by the early flushes.
+    let expect: Vec<Flow> = flows.iter().map(stored_form).collect();
+    assert_eq!(by_uuid(all(&store)), by_uuid(expect));
+}
+
+#[test]
 fn a_full_queue_drops_without_blocking_and_counts_the_loss_by_stage() {
     let tmp = tempfile::tempdir().unwrap();
     let store = FlowStore::open(StoreConfig {

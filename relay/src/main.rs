@@ -78,6 +78,10 @@ struct Args {
     /// Delete the oldest stored flows while the store is bigger than this many bytes.
     #[arg(long)]
     retention_bytes: Option<u64>,
+    /// Memory of not-yet-written flows that starts a store flush before its interval; the
+    /// store holds at most twice this (beyond it, flows are dropped and counted).
+    #[arg(long, default_value_t = flow_store::StoreConfig::new("").pending_bytes_limit)]
+    store_pending_bytes: usize,
     /// Write this many synthetic flows (many pods, HTTP, DNS, drops) over the last hour into
     /// the store at start, for demos and tests of the API without agents.
     #[arg(long, default_value_t = 0)]
@@ -253,6 +257,7 @@ fn outputs(args: &Args, refused: &webb_security::Counters) -> anyhow::Result<Out
         let config = flow_store::StoreConfig {
             retention_age: Some(args.retention),
             retention_bytes: args.retention_bytes,
+            pending_bytes_limit: args.store_pending_bytes,
             ..flow_store::StoreConfig::new(&args.store_dir)
         };
         let store = flow_store::FlowStore::open(config).with_context(|| {
