@@ -151,15 +151,20 @@ fn main() {
     let mut attached = Vec::with_capacity(ROUNDS);
     let (mut hwm_kb, mut rss_kb, mut parts) = (0, 0, Vec::new());
     let mut totals: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut cpu_ns = 0u64;
     for i in 0..ROUNDS {
         let agent = Agent::start(&topo, &node, &["--ring-capacity", "65535"]);
         // Attached once it listens; the rescan loop would also catch late interfaces within 1 s.
         std::thread::sleep(Duration::from_millis(1500));
-        let before = agent.metrics();
         if i == 0 {
             bench(&mut g, "agent");
+            // The counters the agent exports are sampled: let them catch up first.
+            std::thread::sleep(Duration::from_millis(1500));
         }
+        let before = agent.metrics();
+        let cpu_before = agent.cpu_ns();
         attached.push(path.round());
+        cpu_ns += agent.cpu_ns() - cpu_before;
         std::thread::sleep(Duration::from_millis(1500)); // one counter tick of the agent
         let after = agent.metrics();
         for k in COUNTED {
@@ -229,6 +234,13 @@ fn main() {
     // Each forwarded packet crosses two watched hooks: 2 records per packet when every one is
     // a conntrack miss (a lower figure means tuples were still cached and the load was lighter).
     let seen = delta("webb_datapath_packets_total");
+    // The agent's own CPU during the rounds (its threads' run time): what it costs per record
+    // regardless of how busy the machine is.
+    println!(
+        "  agent CPU during the agent rounds: {:.0} ms, {:.0} ns per record",
+        cpu_ns as f64 / 1e6,
+        cpu_ns as f64 / delta("webb_datapath_events_total").max(1.0)
+    );
     println!(
         "  agent during the rounds: {} hook passes, {} records ({:.2} per forwarded packet, 2.00 = every packet a new flow at both hooks), {} lost (datapath_ring), {} flows decoded (goal: 0 lost: {})",
         seen,

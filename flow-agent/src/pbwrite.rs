@@ -7,6 +7,7 @@
 const VARINT: u32 = 0;
 const LEN: u32 = 2;
 
+#[inline]
 pub fn varint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
@@ -15,10 +16,12 @@ pub fn varint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
+#[inline]
 fn key(buf: &mut Vec<u8>, field: u32, wire: u32) {
     varint(buf, u64::from(field << 3 | wire));
 }
 
+#[inline]
 pub fn uint(buf: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
         key(buf, field, VARINT);
@@ -27,6 +30,7 @@ pub fn uint(buf: &mut Vec<u8>, field: u32, v: u64) {
 }
 
 /// `int32` and enums: negative values are sign-extended to ten bytes, as protobuf says.
+#[inline]
 pub fn int32(buf: &mut Vec<u8>, field: u32, v: i32) {
     if v != 0 {
         key(buf, field, VARINT);
@@ -34,6 +38,7 @@ pub fn int32(buf: &mut Vec<u8>, field: u32, v: i32) {
     }
 }
 
+#[inline]
 pub fn boolean(buf: &mut Vec<u8>, field: u32, v: bool) {
     if v {
         key(buf, field, VARINT);
@@ -41,6 +46,7 @@ pub fn boolean(buf: &mut Vec<u8>, field: u32, v: bool) {
     }
 }
 
+#[inline]
 pub fn bytes(buf: &mut Vec<u8>, field: u32, v: &[u8]) {
     if !v.is_empty() {
         key(buf, field, LEN);
@@ -51,6 +57,7 @@ pub fn bytes(buf: &mut Vec<u8>, field: u32, v: &[u8]) {
 
 /// A message field written by `body`, its length patched in afterwards (one byte reserved,
 /// which fits every message the decoder writes but a long list of labels or names).
+#[inline]
 pub fn message(buf: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     key(buf, field, LEN);
     let at = buf.len();
@@ -63,6 +70,15 @@ pub fn message(buf: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
         let mut l = Vec::with_capacity(10);
         varint(&mut l, len as u64);
         buf.splice(at..at + 1, l);
+    }
+}
+
+/// `int64`.
+#[inline]
+pub fn int64(buf: &mut Vec<u8>, field: u32, v: i64) {
+    if v != 0 {
+        key(buf, field, VARINT);
+        varint(buf, v as u64);
     }
 }
 

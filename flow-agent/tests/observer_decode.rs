@@ -802,3 +802,24 @@ fn stored_flows_are_exactly_the_decoded_flows() {
     ns.dedup();
     assert_eq!(ns, ["shop", "store"]);
 }
+
+#[test]
+fn uuid_text_is_the_uuid_of_the_sequence_number_past_every_digit_boundary() {
+    let ids = FlowIds::new("vn1", 1_790_000_000);
+    let first = uuid::Uuid::parse_str(&ids.uuid(0)).unwrap();
+    for seq in [1, 0xff, 0xffff_ffff_ffff, 1 << 48, (1 << 60) - 1, u64::MAX] {
+        let u = uuid::Uuid::parse_str(&ids.uuid(seq)).unwrap();
+        assert_eq!(u.get_version_num(), 8);
+        assert_eq!(
+            u.as_u128() & 0xffff_ffff_ffff,
+            u128::from(seq & 0xffff_ffff_ffff)
+        );
+        assert_eq!(
+            u.as_u128() >> 80,
+            first.as_u128() >> 80,
+            "node and start time"
+        );
+        // The sequence number's bits 48..60 sit beside the version digit.
+        assert_eq!((u.as_u128() >> 64) & 0xfff, u128::from((seq >> 48) & 0xfff));
+    }
+}
