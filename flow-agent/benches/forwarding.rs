@@ -90,6 +90,31 @@ impl Path {
     }
 }
 
+/// Run time and runs of the agent's TC programs so far (`bpftool prog show`; the kernel counts
+/// them only while `kernel.bpf_stats_enabled` is 1).
+fn tc_prog_stats() -> (u64, u64) {
+    let Ok(out) = std::process::Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+    else {
+        return (0, 0);
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (mut ns, mut runs) = (0, 0);
+    for line in text.lines().filter(|l| l.contains("name webb_tc_")) {
+        let mut words = line.split_whitespace();
+        while let Some(w) = words.next() {
+            let total = match w {
+                "run_time_ns" => &mut ns,
+                "run_cnt" => &mut runs,
+                _ => continue,
+            };
+            *total += words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+    }
+    (ns, runs)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -152,6 +177,15 @@ fn main() {
     let (mut hwm_kb, mut rss_kb, mut parts) = (0, 0, Vec::new());
     let mut totals: BTreeMap<&str, f64> = BTreeMap::new();
     let mut cpu_ns = 0u64;
+    // WEBB_BPF_STATS=1: the kernel times the TC programs during the agent rounds (it costs two
+    // clock reads per run, so the ratio is not measured that way).
+    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    let bpf_stats = std::env::var_os("WEBB_BPF_STATS").is_some();
+    let stats_were = std::fs::read_to_string(STATS).unwrap_or_default();
+    if bpf_stats {
+        std::fs::write(STATS, "1").expect("enable BPF run-time stats");
+    }
+    let (mut prog_ns, mut prog_runs) = (0u64, 0u64);
     for i in 0..ROUNDS {
         let agent = Agent::start(&topo, &node, &["--ring-capacity", "65535"]);
         // Attached once it listens; the rescan loop would also catch late interfaces within 1 s.
@@ -163,8 +197,12 @@ fn main() {
         }
         let before = agent.metrics();
         let cpu_before = agent.cpu_ns();
+        let progs_before = tc_prog_stats();
         attached.push(path.round());
         cpu_ns += agent.cpu_ns() - cpu_before;
+        let progs_after = tc_prog_stats();
+        prog_ns += progs_after.0 - progs_before.0;
+        prog_runs += progs_after.1 - progs_before.1;
         std::thread::sleep(Duration::from_millis(1500)); // one counter tick of the agent
         let after = agent.metrics();
         for k in COUNTED {
@@ -191,6 +229,9 @@ fn main() {
         baseline.push(path.round());
     }
     g.finish();
+    if bpf_stats {
+        let _ = std::fs::write(STATS, stats_were.trim());
+    }
 
     let delta = |k: &str| totals.get(k).copied().unwrap_or(0.0);
     let (b, a) = (median(baseline.clone()), median(attached.clone()));
@@ -234,6 +275,12 @@ fn main() {
     // Each forwarded packet crosses two watched hooks: 2 records per packet when every one is
     // a conntrack miss (a lower figure means tuples were still cached and the load was lighter).
     let seen = delta("webb_datapath_packets_total");
+    if bpf_stats {
+        println!(
+            "  TC programs during the agent rounds (kernel.bpf_stats_enabled): {prog_runs} runs, {:.0} ns per run",
+            prog_ns as f64 / prog_runs.max(1) as f64
+        );
+    }
     // The agent's own CPU during the rounds (its threads' run time): what it costs per record
     // regardless of how busy the machine is.
     println!(
