@@ -27,7 +27,7 @@ use crate::reinject::Reinjector;
 const IPPROTO_TCP: u8 = 6;
 
 /// Record batches taken from the channel before followers are woken.
-const BATCHES: usize = 4;
+const BATCHES: usize = 8;
 
 /// How often expired names leave the cache (lookups ignore them already).
 const NAME_SWEEP: Duration = Duration::from_secs(5);

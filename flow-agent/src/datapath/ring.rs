@@ -170,7 +170,7 @@ pub(crate) async fn run_perf(
 
 /// Records copied out of the ring per batch: ring items borrow the ring and cannot be held
 /// across the channel's await. The channel holds `channel_capacity / RING_BATCH` batches.
-pub(crate) const RING_BATCH: usize = 1024;
+pub(crate) const RING_BATCH: usize = 256;
 
 /// The reader loop both transports share: waits for the kernel's wakeup or the drain timer,
 /// then calls `drain` until it copies nothing more, sending every record to `tx`.
