@@ -734,7 +734,7 @@ fn stored_flows_are_exactly_the_decoded_flows() {
                         CtState::Reply,
                         CtState::Closing,
                     ][(i % 5) as usize],
-                    is_reply: i % 2 == 0,
+                    is_reply: i.is_multiple_of(2),
                     flags: [0, flags::NO_L2, flags::TRUNCATED | flags::L7_HEAD][(i % 3) as usize],
                     verdict: [Verdict::Forward, Verdict::Drop, Verdict::Audit][(i % 3) as usize],
                     drop_reason: [0, 133, 181][(i % 3) as usize],
@@ -749,12 +749,16 @@ fn stored_flows_are_exactly_the_decoded_flows() {
                     tcp_flags,
                     icmp_type: icmp,
                     icmp_code: (i % 2) as u8,
-                    eth_src: if i % 5 == 0 {
+                    eth_src: if i.is_multiple_of(5) {
                         [0; 6]
                     } else {
                         [0x6a, 0x8b, 0x1c, 0x2d, 0x3e, 0x4f]
                     },
-                    eth_dst: if i % 5 == 0 { [0; 6] } else { [0xee; 6] },
+                    eth_dst: if i.is_multiple_of(5) {
+                        [0; 6]
+                    } else {
+                        [0xee; 6]
+                    },
                     payload_off: if i % 4 == 1 { 54 } else { 0 },
                     payload: frame,
                     kdrop_reason: 2,
