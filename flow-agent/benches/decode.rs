@@ -2,7 +2,8 @@
 //! the cost of only parsing the record, measured in the same run.
 //!
 //! `cargo bench -p flow-agent --bench decode` prints criterion's figures and a summary:
-//! ns per event and events/s for parse (baseline), decode, and decode + ring push.
+//! ns per event and events/s for parse (baseline), decode, decode + ring push, and the agent's
+//! own path: parse + store (encoded straight from the record) + ring push.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -103,6 +104,16 @@ fn main() {
                 }
             })
         });
+        let mut d = decoder();
+        g.bench_function("store + ring push (the agent's path)", |b| {
+            b.iter(|| {
+                if let Ok(ev) = RawEvent::parse(black_box(&rec))
+                    && let Some(s) = d.store(&ev, None)
+                {
+                    state.push_stored(s);
+                }
+            })
+        });
         g.finish();
     }
     c.final_summary();
@@ -127,11 +138,20 @@ fn main() {
             state.push_flow(r.flow, r.extras.as_ref());
         }
     });
+    let mut d = decoder();
+    let store = time_per(n, || {
+        if let Ok(ev) = RawEvent::parse(black_box(&rec))
+            && let Some(s) = d.store(&ev, None)
+        {
+            state.push_stored(s);
+        }
+    });
     println!("\ndecoder summary ({n} events each, one core):");
     for (name, ns) in [
         ("parse (baseline)", parse),
         ("decode to Flow", decode),
         ("decode + ring push", push),
+        ("store + ring push", store),
     ] {
         println!(
             "  {name:<20} {ns:>8.1} ns/event  {:>6.2} M events/s/core  {:>5.1}x baseline",

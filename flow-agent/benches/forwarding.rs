@@ -10,14 +10,16 @@
 //!
 //! Cases: `baseline` (no agent) and `agent` (the real `webb-agent` on node1, attached with TCX
 //! to `lxcfrontend` and `lxccatalog`, 65535-flow ring). Criterion times the sender per packet
-//! (veth forwarding runs in the sender's softirq); then alternating fixed-length rounds measure
-//! delivered packets/s, whose medians give the ratio. The agent's lost events at that rate and
+//! (veth forwarding runs in the sender's softirq); then fixed-length rounds alternate
+//! (baseline, agent, baseline, …, baseline; a fresh agent per agent round) and measure delivered
+//! packets/s, whose medians give the ratio. The agent's lost events at that rate and
 //! its peak RSS (VmHWM) under the load are printed too.
 //! Goals (issue #3): ≥ 97% of the path's own pps, zero lost events, RSS ≤ 64 MB.
 
 #[path = "../tests/datapath_support/mod.rs"]
 mod datapath_support;
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
@@ -31,6 +33,14 @@ const ROUNDS: usize = 5;
 const ROUND_MAX_PACKETS: u64 = 2_000_000;
 const GOAL_RATIO: f64 = 0.97;
 const GOAL_RSS_MB: f64 = 64.0;
+
+/// Agent counters summed over the agent rounds.
+const COUNTED: [&str; 4] = [
+    "webb_datapath_packets_total",
+    "webb_datapath_events_total",
+    "webb_lost_events_total{stage=\"datapath_ring\"}",
+    "webb_flows_total",
+];
 
 /// Destination ports the blaster cycles through, one receiving socket each.
 const DST_PORTS: [u16; 8] = [9, 10, 11, 12, 13, 14, 15, 16];
@@ -78,6 +88,31 @@ impl Path {
             last = now;
         }
     }
+}
+
+/// Run time and runs of the agent's TC programs so far (`bpftool prog show`; the kernel counts
+/// them only while `kernel.bpf_stats_enabled` is 1).
+fn tc_prog_stats() -> (u64, u64) {
+    let Ok(out) = std::process::Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+    else {
+        return (0, 0);
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (mut ns, mut runs) = (0, 0);
+    for line in text.lines().filter(|l| l.contains("name webb_tc_")) {
+        let mut words = line.split_whitespace();
+        while let Some(w) = words.next() {
+            let total = match w {
+                "run_time_ns" => &mut ns,
+                "run_cnt" => &mut runs,
+                _ => continue,
+            };
+            *total += words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+    }
+    (ns, runs)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -135,35 +170,70 @@ fn main() {
         });
     };
     bench(&mut g, "baseline");
-    let mut baseline: Vec<f64> = (0..ROUNDS).map(|_| path.round()).collect();
-
-    let agent = Agent::start(&topo, &node, &["--ring-capacity", "65535"]);
-    // Attached once it listens; the rescan loop would also catch late interfaces within 1 s.
-    std::thread::sleep(Duration::from_millis(1500));
-    let before = agent.metrics();
-    bench(&mut g, "agent");
+    // Rounds alternate (baseline, agent, baseline, ..., baseline) so that the machine's drift
+    // (other work, thermal, the host) lands on both sides alike; a fresh agent per round.
+    let mut baseline = vec![path.round()];
+    let mut attached = Vec::with_capacity(ROUNDS);
+    let (mut hwm_kb, mut rss_kb, mut parts) = (0, 0, Vec::new());
+    let mut totals: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut cpu_ns = 0u64;
+    // WEBB_BPF_STATS=1: the kernel times the TC programs during the agent rounds (it costs two
+    // clock reads per run, so the ratio is not measured that way).
+    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    let bpf_stats = std::env::var_os("WEBB_BPF_STATS").is_some();
+    let stats_were = std::fs::read_to_string(STATS).unwrap_or_default();
+    if bpf_stats {
+        std::fs::write(STATS, "1").expect("enable BPF run-time stats");
+    }
+    let (mut prog_ns, mut prog_runs) = (0u64, 0u64);
+    for i in 0..ROUNDS {
+        let agent = Agent::start(&topo, &node, &["--ring-capacity", "65535"]);
+        // Attached once it listens; the rescan loop would also catch late interfaces within 1 s.
+        std::thread::sleep(Duration::from_millis(1500));
+        if i == 0 {
+            bench(&mut g, "agent");
+            // The counters the agent exports are sampled: let them catch up first.
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        let before = agent.metrics();
+        let cpu_before = agent.cpu_ns();
+        let progs_before = tc_prog_stats();
+        attached.push(path.round());
+        cpu_ns += agent.cpu_ns() - cpu_before;
+        let progs_after = tc_prog_stats();
+        prog_ns += progs_after.0 - progs_before.0;
+        prog_runs += progs_after.1 - progs_before.1;
+        std::thread::sleep(Duration::from_millis(1500)); // one counter tick of the agent
+        let after = agent.metrics();
+        for k in COUNTED {
+            *totals.entry(k).or_default() +=
+                after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+        }
+        let hwm = agent.status_kb("VmHWM").unwrap_or(0);
+        if hwm >= hwm_kb {
+            hwm_kb = hwm;
+            rss_kb = agent.status_kb("VmRSS").unwrap_or(0);
+            // Where the resident memory is: heap (the flow ring, decoder), mapped files (the
+            // binary), shared (the BPF ring buffer's mapping).
+            parts = ["RssAnon", "RssFile", "RssShmem"]
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{k} {:.1} MB",
+                        agent.status_kb(k).unwrap_or(0) as f64 / 1024.0
+                    )
+                })
+                .collect();
+        }
+        drop(agent);
+        baseline.push(path.round());
+    }
     g.finish();
-    let attached: Vec<f64> = (0..ROUNDS).map(|_| path.round()).collect();
-    std::thread::sleep(Duration::from_millis(1500)); // one counter tick of the agent
-    let after = agent.metrics();
-    let hwm_kb = agent.status_kb("VmHWM").unwrap_or(0);
-    let rss_kb = agent.status_kb("VmRSS").unwrap_or(0);
-    // Where the resident memory is: heap (the flow ring, decoder), mapped files (the binary),
-    // shared (the BPF ring buffer's mapping).
-    let parts: Vec<String> = ["RssAnon", "RssFile", "RssShmem"]
-        .iter()
-        .map(|k| {
-            format!(
-                "{k} {:.1} MB",
-                agent.status_kb(k).unwrap_or(0) as f64 / 1024.0
-            )
-        })
-        .collect();
-    drop(agent);
-    baseline.extend((0..ROUNDS).map(|_| path.round()));
+    if bpf_stats {
+        let _ = std::fs::write(STATS, stats_were.trim());
+    }
 
-    let delta =
-        |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    let delta = |k: &str| totals.get(k).copied().unwrap_or(0.0);
     let (b, a) = (median(baseline.clone()), median(attached.clone()));
     let ratio = a / b;
     let rss_mb = hwm_kb as f64 / 1024.0;
@@ -187,8 +257,17 @@ fn main() {
         1e9 / a,
         attached.iter().map(|v| v.round()).collect::<Vec<_>>()
     );
+    let pairs: Vec<String> = attached
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{:.2}", 2.0 * a / (baseline[i] + baseline[i + 1])))
+        .collect();
     println!(
-        "  ratio {:.3} (goal ≥ {GOAL_RATIO}: {}); agent adds {:.0} ns per forwarded packet (two hooks, two records)",
+        "  each agent round against the mean of the baseline rounds around it: {}",
+        pairs.join(" ")
+    );
+    println!(
+        "  ratio of medians {:.3} (goal ≥ {GOAL_RATIO}: {}); agent adds {:.0} ns per forwarded packet (two hooks, two records)",
         ratio,
         if ratio >= GOAL_RATIO { "met" } else { "MISSED" },
         1e9 / a - 1e9 / b
@@ -196,6 +275,19 @@ fn main() {
     // Each forwarded packet crosses two watched hooks: 2 records per packet when every one is
     // a conntrack miss (a lower figure means tuples were still cached and the load was lighter).
     let seen = delta("webb_datapath_packets_total");
+    if bpf_stats {
+        println!(
+            "  TC programs during the agent rounds (kernel.bpf_stats_enabled): {prog_runs} runs, {:.0} ns per run",
+            prog_ns as f64 / prog_runs.max(1) as f64
+        );
+    }
+    // The agent's own CPU during the rounds (its threads' run time): what it costs per record
+    // regardless of how busy the machine is.
+    println!(
+        "  agent CPU during the agent rounds: {:.0} ms, {:.0} ns per record",
+        cpu_ns as f64 / 1e6,
+        cpu_ns as f64 / delta("webb_datapath_events_total").max(1.0)
+    );
     println!(
         "  agent during the rounds: {} hook passes, {} records ({:.2} per forwarded packet, 2.00 = every packet a new flow at both hooks), {} lost (datapath_ring), {} flows decoded (goal: 0 lost: {})",
         seen,

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod endpoints;
 pub mod identity;
 pub mod metrics;
+mod pbwrite;
 pub mod pipeline;
 pub mod policy;
 pub mod reinject;

@@ -15,6 +15,7 @@ use flow_observer::Observed;
 use webb_proto::Timestamp;
 use webb_proto::flow::{LostEvent, LostEventSource};
 
+use crate::datapath::RecordBatch;
 use crate::datapath::event::RawEvent;
 use crate::decode::{Decoder, Interfaces};
 use crate::dns::{self, NameCache};
@@ -25,8 +26,8 @@ use crate::reinject::Reinjector;
 
 const IPPROTO_TCP: u8 = 6;
 
-/// Records taken from the channel before followers are woken.
-const BATCH: usize = 1024;
+/// Record batches taken from the channel before followers are woken.
+const BATCHES: usize = 8;
 
 /// How often expired names leave the cache (lookups ignore them already).
 const NAME_SWEEP: Duration = Duration::from_secs(5);
@@ -229,27 +230,24 @@ impl DnsTap {
         }
     }
 
-    /// Hubble's `source_names` / `destination_names`: what each side resolved the other by.
-    fn name(&self, flow: &mut webb_proto::flow::Flow) {
+    /// Hubble's `destination_names` and `source_names` for a record: what each side resolved
+    /// the other by (`None` when no name is known at all).
+    fn names_of(&self, ev: &RawEvent<'_>) -> Option<(Vec<String>, Vec<String>)> {
         if self.cache.is_empty() {
-            return;
+            return None;
         }
-        let Some(ip) = &flow.ip else { return };
-        let (Ok(src), Ok(dst)) = (
-            ip.source.parse::<std::net::IpAddr>(),
-            ip.destination.parse::<std::net::IpAddr>(),
-        ) else {
-            return;
-        };
+        let (src, dst) = (ev.src_ip()?, ev.dst_ip()?);
         let now = std::time::Instant::now();
-        flow.destination_names = self.cache.names(src, dst, now);
-        flow.source_names = self.cache.names(dst, src, now);
+        Some((
+            self.cache.names(src, dst, now),
+            self.cache.names(dst, src, now),
+        ))
     }
 }
 
 /// Runs until the record channel closes.
 pub async fn run(
-    records: mpsc::Receiver<Vec<u8>>,
+    records: mpsc::Receiver<RecordBatch>,
     decoder: Decoder,
     state: Arc<Observed>,
     metrics: Arc<Metrics>,
@@ -262,7 +260,7 @@ pub async fn run(
 
 /// [`run`] with the DNS tap given.
 pub async fn run_with_dns(
-    mut records: mpsc::Receiver<Vec<u8>>,
+    mut records: mpsc::Receiver<RecordBatch>,
     mut decoder: Decoder,
     state: Arc<Observed>,
     metrics: Arc<Metrics>,
@@ -272,12 +270,12 @@ pub async fn run_with_dns(
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batches = Vec::with_capacity(BATCHES);
     let mut names_swept = std::time::Instant::now();
     apply_view(&mut decoder, &mut view);
     loop {
         tokio::select! {
-            n = records.recv_many(&mut batch, BATCH) => {
+            n = records.recv_many(&mut batches, BATCHES) => {
                 if n == 0 {
                     return;
                 }
@@ -298,13 +296,25 @@ pub async fn run_with_dns(
             state.push_lost(datapath_loss(lost));
         }
         let mut flows = 0;
-        for rec in batch.drain(..) {
-            match RawEvent::parse(&rec) {
+        for rec in batches.iter().flat_map(RecordBatch::iter) {
+            match RawEvent::parse(rec) {
                 Ok(ev) => {
                     dns.observe(&ev, decoder.endpoints());
-                    let mut r = decoder.decode(&ev);
-                    dns.name(&mut r.flow);
-                    state.push_flow(r.flow, r.extras.as_ref());
+                    let names = dns.names_of(&ev);
+                    // Most records are stored as they are decoded; the rest take the full
+                    // decoder (same flow, see `Decoder::store`).
+                    let stored = match decoder.store(&ev, names.as_ref()) {
+                        Some(s) => s,
+                        None => {
+                            let mut r = decoder.decode(&ev);
+                            if let Some((destination, source)) = names {
+                                r.flow.destination_names = destination;
+                                r.flow.source_names = source;
+                            }
+                            decoder.store_record(r)
+                        }
+                    };
+                    state.push_stored(stored);
                     flows += 1;
                 }
                 Err(e) => {
@@ -312,6 +322,10 @@ pub async fn run_with_dns(
                     tracing::debug!(error = %e, "undecodable datapath record");
                 }
             }
+        }
+        batches.clear();
+        for ns in decoder.take_namespaces() {
+            state.note_namespace(&ns);
         }
         metrics.flows(flows);
         state.flush();

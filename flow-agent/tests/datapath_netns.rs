@@ -153,8 +153,8 @@ fn bulk_tcp_transfer_yields_one_event_per_lifecycle_step_not_per_packet() {
     let mut evs = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(2);
     rt.block_on(async {
-        while let Ok(Some(rec)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-            evs.push(rec);
+        while let Ok(Some(batch)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            evs.extend(batch.iter().map(<[u8]>::to_vec));
         }
     });
     let conn: Vec<RawEvent<'_>> = evs

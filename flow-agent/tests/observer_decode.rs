@@ -489,6 +489,7 @@ fn uuids_are_valid_unique_per_node_and_share_a_prefix() {
 #[test]
 fn any_record_bytes_decode_or_fail_cleanly_never_panic() {
     let mut d = decoder();
+    let mut stored = decoder();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut ok = 0;
     for _ in 0..30_000 {
@@ -511,7 +512,16 @@ fn any_record_bytes_decode_or_fail_cleanly_never_panic() {
         b[123] = (x % 4) as u8;
         let cap = (x >> 16) as u16 % (len as u16 - 127);
         b[96..98].copy_from_slice(&cap.to_ne_bytes());
-        if d.decode_bytes(&b).is_ok() {
+        if let Ok(ev) = RawEvent::parse(&b) {
+            let want = d.decode(&ev);
+            // The ring's direct encoding agrees on whatever the parser lets through.
+            match stored.store(&ev, None) {
+                Some(s) => {
+                    assert_eq!(s.flow().unwrap(), want.flow);
+                    assert_eq!(s.extras().unwrap(), want.extras);
+                }
+                None => drop(stored.decode(&ev)),
+            }
             ok += 1;
         }
     }
@@ -652,4 +662,168 @@ fn an_audited_verdict_is_audit_and_a_deny_names_the_denying_policy() {
     assert_eq!(f.egress_denied_by[0].name, "no-8080");
     assert_eq!(f.egress_denied_by[0].kind, "CiliumClusterwideNetworkPolicy");
     assert!(f.egress_denied_by[0].namespace.is_empty());
+}
+
+/// What `Decoder::store` put in the ring, decoded, must be exactly the flow and extras
+/// `Decoder::decode` gives (what GetFlows serves depends on it): checked over every kind,
+/// family, protocol, direction and flag combination below, with and without DNS names, on two
+/// decoders fed the same events (so sequence numbers and UUIDs match).
+#[test]
+fn stored_flows_are_exactly_the_decoded_flows() {
+    use flow_agent::policy::RuleAction;
+    let (mut full, view) = decoder_with_policy(WEB_EGRESS);
+    let (mut fast, _) = decoder_with_policy(WEB_EGRESS);
+    let http = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut frame = vec![0u8; 54];
+    frame.extend_from_slice(http);
+    let frame: &'static [u8] = Box::leak(frame.into_boxed_slice());
+    let addrs = [
+        (WEB, API),
+        (API, WEB),
+        ("198.18.0.1", WEB),
+        ("198.18.0.2", "203.0.113.9"),
+        ("2001:2:0:1::10", "2001:2:0:2::20"),
+        ("2001:db8::1", "2001:2:0:1::10"),
+    ];
+    let rule_ids = [
+        0,
+        rule_id(&view, RuleAction::Allow),
+        rule_id(&view, RuleAction::DefaultDeny),
+        0x0500_0001, // names no revision the view knows
+    ];
+    let names = (
+        vec!["api.store.svc".to_string(), "".to_string()],
+        vec!["web.shop".to_string()],
+    );
+    let (mut stored, mut taken_by_decode) = (0, 0);
+    let mut i = 0u32;
+    for kind in [
+        EventKind::Trace,
+        EventKind::Drop,
+        EventKind::PolicyVerdict,
+        EventKind::KernelDrop,
+    ] {
+        for (src, dst) in addrs {
+            let v6 = src.contains(':');
+            for (proto, tcp_flags, icmp) in [
+                (6u8, 0x02u8, 0u8),
+                (6, 0xff, 0),
+                (6, 0, 0),
+                (17, 0, 0),
+                (132, 0, 0),
+                (if v6 { 58 } else { 1 }, 0, 8),
+                (if v6 { 1 } else { 58 }, 0, 3),
+                (47, 0, 0),
+            ] {
+                i += 1;
+                let family = match i % 7 {
+                    0 => Family::None,
+                    _ if v6 => Family::V6,
+                    _ => Family::V4,
+                };
+                let ev = RawEvent {
+                    kind,
+                    ktime_ns: 5_000_000_000 + u64::from(i) * 7_919,
+                    ifindex: [LXCWEB, ETH0, 0, 99][(i % 4) as usize],
+                    direction: [Direction::Ingress, Direction::Egress, Direction::Unknown]
+                        [(i % 3) as usize],
+                    ct_state: [
+                        CtState::None,
+                        CtState::New,
+                        CtState::Established,
+                        CtState::Reply,
+                        CtState::Closing,
+                    ][(i % 5) as usize],
+                    is_reply: i.is_multiple_of(2),
+                    flags: [0, flags::NO_L2, flags::TRUNCATED | flags::L7_HEAD][(i % 3) as usize],
+                    verdict: [Verdict::Forward, Verdict::Drop, Verdict::Audit][(i % 3) as usize],
+                    drop_reason: [0, 133, 181][(i % 3) as usize],
+                    match_type: [MatchType::None, MatchType::L3L4, MatchType::All]
+                        [(i % 3) as usize],
+                    rule_id: rule_ids[(i as usize / 3) % rule_ids.len()],
+                    src_identity: [0, 2, 16_777_217][(i % 3) as usize],
+                    family,
+                    saddr: mapped(src),
+                    daddr: mapped(dst),
+                    l4_proto: proto,
+                    tcp_flags,
+                    icmp_type: icmp,
+                    icmp_code: (i % 2) as u8,
+                    eth_src: if i.is_multiple_of(5) {
+                        [0; 6]
+                    } else {
+                        [0x6a, 0x8b, 0x1c, 0x2d, 0x3e, 0x4f]
+                    },
+                    eth_dst: if i.is_multiple_of(5) {
+                        [0; 6]
+                    } else {
+                        [0xee; 6]
+                    },
+                    payload_off: if i % 4 == 1 { 54 } else { 0 },
+                    payload: frame,
+                    kdrop_reason: 2,
+                    kdrop_location: 0xffff_0010,
+                    ..syn()
+                };
+                for with_names in [false, true] {
+                    let names = with_names.then_some(&names);
+                    let mut want = full.decode(&ev);
+                    if let Some((d, s)) = names {
+                        want.flow.destination_names = d.clone();
+                        want.flow.source_names = s.clone();
+                    }
+                    let got = match fast.store(&ev, names) {
+                        Some(s) => {
+                            stored += 1;
+                            s
+                        }
+                        None => {
+                            taken_by_decode += 1;
+                            let mut r = fast.decode(&ev);
+                            if let Some((d, s)) = names {
+                                r.flow.destination_names = d.clone();
+                                r.flow.source_names = s.clone();
+                            }
+                            fast.store_record(r)
+                        }
+                    };
+                    assert_eq!(got.flow().unwrap(), want.flow, "event {i}: {ev:?}");
+                    assert_eq!(got.extras().unwrap(), want.extras, "event {i}: {ev:?}");
+                }
+            }
+        }
+    }
+    assert!(
+        stored > 150 && taken_by_decode > 50,
+        "{stored} stored, {taken_by_decode} decoded"
+    );
+    let mut ns: Vec<String> = fast
+        .take_namespaces()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    ns.sort();
+    ns.dedup();
+    assert_eq!(ns, ["shop", "store"]);
+}
+
+#[test]
+fn uuid_text_is_the_uuid_of_the_sequence_number_past_every_digit_boundary() {
+    let ids = FlowIds::new("vn1", 1_790_000_000);
+    let first = uuid::Uuid::parse_str(&ids.uuid(0)).unwrap();
+    for seq in [1, 0xff, 0xffff_ffff_ffff, 1 << 48, (1 << 60) - 1, u64::MAX] {
+        let u = uuid::Uuid::parse_str(&ids.uuid(seq)).unwrap();
+        assert_eq!(u.get_version_num(), 8);
+        assert_eq!(
+            u.as_u128() & 0xffff_ffff_ffff,
+            u128::from(seq & 0xffff_ffff_ffff)
+        );
+        assert_eq!(
+            u.as_u128() >> 80,
+            first.as_u128() >> 80,
+            "node and start time"
+        );
+        // The sequence number's bits 48..60 sit beside the version digit.
+        assert_eq!((u.as_u128() >> 64) & 0xfff, u128::from((seq >> 48) & 0xfff));
+    }
 }

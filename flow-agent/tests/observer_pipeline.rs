@@ -76,8 +76,9 @@ async fn records_become_flows_garbage_is_counted_and_losses_become_lost_events()
     ));
 
     // Interface 7 is unknown yet: a plain interface, so the packet comes from the network.
-    tx.send(udp_record()).await.unwrap();
-    tx.send(vec![1, 2, 3]).await.unwrap();
+    tx.send([udp_record(), vec![1, 2, 3]].into_iter().collect())
+        .await
+        .unwrap();
     wait_for(&ring, 1).await;
 
     // Now it is the web pod's veth: from the pod, to the stack. And the datapath lost 5.
@@ -91,7 +92,7 @@ async fn records_become_flows_garbage_is_counted_and_losses_become_lost_events()
         })
         .unwrap();
     loss.add(5);
-    tx.send(udp_record()).await.unwrap();
+    tx.send([udp_record()].into_iter().collect()).await.unwrap();
     wait_for(&ring, 3).await;
     drop(tx);
     task.await.unwrap();

@@ -231,6 +231,30 @@ impl Observed {
         self.ring.push_quiet(RingEvent::Flow(stored));
     }
 
+    /// Adds a flow its producer stored itself (see [`StoredFlow::from_encoded`]) without waking
+    /// readers. The producer reports the namespaces its flows carry through
+    /// [`Observed::note_namespace`] (once per batch is enough: they are kept for an hour).
+    /// Only one task may push.
+    pub fn push_stored(&self, stored: StoredFlow) {
+        self.seen_flows.fetch_add(1, Ordering::Relaxed);
+        self.ring.push_quiet(RingEvent::Flow(stored));
+    }
+
+    /// Notes that a flow carried an endpoint of `namespace` (`GetNamespaces`).
+    pub fn note_namespace(&self, namespace: &str) {
+        if namespace.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut ns = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        match ns.get_mut(namespace) {
+            Some(t) => *t = now,
+            None => {
+                ns.insert(namespace.to_string(), now);
+            }
+        }
+    }
+
     /// Adds events lost upstream of this server, reported as from this node.
     pub fn push_lost(&self, event: LostEvent) {
         self.push_lost_from(&self.node_name.clone(), event);

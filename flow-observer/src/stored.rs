@@ -100,6 +100,32 @@ impl StoredFlow {
         }
     }
 
+    /// A flow already encoded by its producer (the agent's decoder writes it straight from the
+    /// datapath record, without building a `Flow`): `bytes` is the flow's encoding without
+    /// `source`, `destination` and `extensions`, then from `extras_at` the extras' encoding.
+    pub fn from_encoded(
+        time_ns: i64,
+        bytes: Box<[u8]>,
+        extras_at: Option<usize>,
+        source: Option<Arc<SharedEndpoint>>,
+        destination: Option<Arc<SharedEndpoint>>,
+    ) -> Self {
+        let extras_at = extras_at
+            .map(|at| {
+                u32::try_from(at)
+                    .unwrap_or(NO_EXTRAS - 1)
+                    .min(NO_EXTRAS - 1)
+            })
+            .unwrap_or(NO_EXTRAS);
+        StoredFlow {
+            time_ns,
+            bytes,
+            extras_at,
+            source,
+            destination,
+        }
+    }
+
     /// Flow time in Unix nanoseconds (0 when the flow has none).
     pub fn time_ns(&self) -> i128 {
         i128::from(self.time_ns)

@@ -42,7 +42,7 @@ use tokio::sync::mpsc;
 
 pub use kdrop::KernelDropNames;
 pub use netns::{NetnsError, NetnsGuard};
-pub use ring::{EventRecord, ReaderStats};
+pub use ring::{EventRecord, ReaderStats, RecordBatch};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flow.bpf.o"));
 static OBJECT_PERF: &[u8] =
@@ -930,11 +930,13 @@ impl Datapath {
         }))
     }
 
-    /// Starts the ring reader (a tokio task) and returns the bounded channel of records
-    /// (capacity [`DatapathConfig::channel_capacity`]). Callable once; must run in a runtime.
-    pub fn events(&mut self) -> Result<mpsc::Receiver<EventRecord>, DatapathError> {
+    /// Starts the ring reader (a tokio task) and returns the bounded channel of record batches
+    /// (at most [`DatapathConfig::channel_capacity`] records in all). Callable once; must run
+    /// in a runtime.
+    pub fn events(&mut self) -> Result<mpsc::Receiver<RecordBatch>, DatapathError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| DatapathError::NoRuntime)?;
-        let (tx, rx) = mpsc::channel(self.config.channel_capacity);
+        let batch_max = self.config.channel_capacity.min(ring::RING_BATCH);
+        let (tx, rx) = mpsc::channel(self.config.channel_capacity.div_ceil(batch_max));
         match std::mem::replace(&mut self.ring, RingState::Reading) {
             RingState::Idle(ring) => {
                 handle.spawn(ring::run(
@@ -942,6 +944,7 @@ impl Datapath {
                     tx,
                     self.config.drain_interval,
                     Arc::clone(&self.stats),
+                    batch_max,
                 ));
             }
             RingState::IdlePerf(buffers) => {

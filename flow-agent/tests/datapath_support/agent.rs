@@ -97,6 +97,19 @@ impl Agent {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// CPU time the agent's threads have used so far, in ns (summed over
+    /// `/proc/<pid>/task/*/schedstat`; 0 when unreadable).
+    pub fn cpu_ns(&self) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return 0;
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     pub fn metrics(&self) -> BTreeMap<String, f64> {
         let text = netlab::netns::spawn_in(&self.node, || {
             let mut s = TcpStream::connect("127.0.0.1:9962").unwrap();
