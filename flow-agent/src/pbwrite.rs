@@ -2,29 +2,25 @@
 //! record into a reused buffer: building a `Flow` of owned strings only to encode it cost
 //! most of the agent's time per record. Proto3 rules: scalar fields at their default value and
 //! empty strings are not written; a message field that is present is always written, if empty.
+//! The wire primitives (varints, keys) are prost's own; this adds only the proto3 default
+//! rules and length-patched nested messages.
 
-/// Wire types.
-const VARINT: u32 = 0;
-const LEN: u32 = 2;
+use prost::encoding::{WireType, encode_key, encode_varint};
 
 #[inline]
-pub fn varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
+pub fn varint(buf: &mut Vec<u8>, v: u64) {
+    encode_varint(v, buf);
 }
 
 #[inline]
-fn key(buf: &mut Vec<u8>, field: u32, wire: u32) {
-    varint(buf, u64::from(field << 3 | wire));
+fn key(buf: &mut Vec<u8>, field: u32, wire: WireType) {
+    encode_key(field, wire, buf);
 }
 
 #[inline]
 pub fn uint(buf: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
-        key(buf, field, VARINT);
+        key(buf, field, WireType::Varint);
         varint(buf, v);
     }
 }
@@ -33,7 +29,7 @@ pub fn uint(buf: &mut Vec<u8>, field: u32, v: u64) {
 #[inline]
 pub fn int32(buf: &mut Vec<u8>, field: u32, v: i32) {
     if v != 0 {
-        key(buf, field, VARINT);
+        key(buf, field, WireType::Varint);
         varint(buf, i64::from(v) as u64);
     }
 }
@@ -41,7 +37,7 @@ pub fn int32(buf: &mut Vec<u8>, field: u32, v: i32) {
 #[inline]
 pub fn boolean(buf: &mut Vec<u8>, field: u32, v: bool) {
     if v {
-        key(buf, field, VARINT);
+        key(buf, field, WireType::Varint);
         buf.push(1);
     }
 }
@@ -49,7 +45,7 @@ pub fn boolean(buf: &mut Vec<u8>, field: u32, v: bool) {
 #[inline]
 pub fn bytes(buf: &mut Vec<u8>, field: u32, v: &[u8]) {
     if !v.is_empty() {
-        key(buf, field, LEN);
+        key(buf, field, WireType::LengthDelimited);
         varint(buf, v.len() as u64);
         buf.extend_from_slice(v);
     }
@@ -59,7 +55,7 @@ pub fn bytes(buf: &mut Vec<u8>, field: u32, v: &[u8]) {
 /// which fits every message the decoder writes but a long list of labels or names).
 #[inline]
 pub fn message(buf: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
-    key(buf, field, LEN);
+    key(buf, field, WireType::LengthDelimited);
     let at = buf.len();
     buf.push(0);
     body(buf);
@@ -77,14 +73,14 @@ pub fn message(buf: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
 #[inline]
 pub fn int64(buf: &mut Vec<u8>, field: u32, v: i64) {
     if v != 0 {
-        key(buf, field, VARINT);
+        key(buf, field, WireType::Varint);
         varint(buf, v as u64);
     }
 }
 
 /// A message field that prost encodes (types without strings, or rare ones).
 pub fn prost_message(buf: &mut Vec<u8>, field: u32, m: &impl prost::Message) {
-    key(buf, field, LEN);
+    key(buf, field, WireType::LengthDelimited);
     varint(buf, m.encoded_len() as u64);
     m.encode_raw(buf);
 }
