@@ -1,6 +1,7 @@
 //! flow-store costs against the goals of the flow-store issue:
-//! - ingest into Parquet (Arrow build + zstd Parquet, what the writer thread does per flow):
-//!   goal >= 1 M flows/s/core;
+//! - ingest into Parquet: goal >= 1 M flows/s/core, measured through the store (queue, writer
+//!   thread, Parquet file and sidecar on disk) as flows per CPU-second of the process; the
+//!   in-memory Arrow build + zstd Parquet of the same flows is printed as its main part;
 //! - bytes per flow on disk: goal <= 20;
 //! - "last hour of one pod" (goal p90 <= 100 ms) and "24 h service map" (goal <= 1 s) over a
 //!   day of 100 M flows. The data set is built once through the store into a cache directory
@@ -12,7 +13,8 @@
 //!
 //! Environment: `FLOW_STORE_BENCH_FLOWS` (data set size, default 100000000),
 //! `FLOW_STORE_BENCH_BUILD_SECS` (time allowed to build the data set in this run, default
-//! 3600), `FLOW_STORE_BENCH_DIR` (cache root).
+//! 3600), `FLOW_STORE_BENCH_DIR` (cache root), `FLOW_STORE_BENCH_QUERIES=0` (ingest and size
+//! only: no data set, no queries).
 
 use std::hint::black_box;
 use std::ops::Range;
@@ -189,11 +191,9 @@ fn ingest_and_size() {
     }
     let pb_s = t.elapsed().as_secs_f64();
     println!(
-        "ingest (Arrow + zstd Parquet, 1 thread): {:.0} flows/s = {:.0} ns/flow; goal 1000000 flows/s/core -> {:.2}x of goal, {}",
+        "ingest part: Arrow build + zstd Parquet in memory (1 thread, no sidecar, no disk): {:.0} flows/s = {:.0} ns/flow",
         per_s,
         1e9 / per_s,
-        per_s / 1e6,
-        verdict(1e6 / per_s)
     );
     println!(
         "  baseline protobuf encode: {:.0} ns/flow; Parquet ingest costs {:.1}x protobuf encoding",
@@ -210,7 +210,10 @@ fn ingest_and_size() {
     );
     println!("  costliest columns, bytes/flow: {}", column_costs(file, n));
 
-    // The same flows through the store: queue, writer thread, seal, flush to a file.
+    // The same flows through the store: queue, writer thread, seal, flush to a Parquet file
+    // and its sidecar on disk (fsynced). The goal is per core: flows per CPU-second of the
+    // whole process (the appending thread and the writer thread), not per wall-clock second,
+    // which a second core would flatter.
     let tmp = tempfile::tempdir().expect("temp dir");
     let store = FlowStore::open(StoreConfig {
         flush_interval: Duration::from_secs(3600),
@@ -218,17 +221,35 @@ fn ingest_and_size() {
         ..StoreConfig::new(tmp.path())
     })
     .expect("store opens");
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_time());
     for f in flows {
         store.append_blocking(f);
     }
     store.flush().expect("flush");
-    let per_s = n as f64 / t.elapsed().as_secs_f64();
+    let (wall_s, cpu_s) = (t.elapsed().as_secs_f64(), cpu_time() - cpu);
+    let per_cpu_s = n as f64 / cpu_s;
     println!(
-        "ingest through FlowStore (queue + writer thread + file): {per_s:.0} flows/s; goal 1000000 -> {:.2}x of goal, {}",
-        per_s / 1e6,
-        verdict(1e6 / per_s)
+        "ingest through FlowStore (queue + writer thread + Parquet file and sidecar on disk): {per_cpu_s:.0} flows/s/core = {:.0} ns CPU/flow ({:.0} flows/s wall, {:.2} cores busy); goal 1000000 flows/s/core -> {:.2}x of goal, {}",
+        1e9 / per_cpu_s,
+        n as f64 / wall_s,
+        cpu_s / wall_s,
+        per_cpu_s / 1e6,
+        verdict(1e6 / per_cpu_s)
     );
+    let st = store.stats();
+    println!(
+        "  that file: {:.1} bytes/flow on disk, sidecar included",
+        st.bytes as f64 / n as f64
+    );
+}
+
+/// CPU time of this process (all threads), user + system, in seconds.
+fn cpu_time() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
 }
 
 /// Flows `0..flows` of `generator`, a day of them, built through the store in `dir`.
@@ -470,7 +491,9 @@ fn summary() {
         }
     );
     ingest_and_size();
-    queries();
+    if env_or("FLOW_STORE_BENCH_QUERIES", 1) != 0 {
+        queries();
+    }
 }
 
 criterion_group! {

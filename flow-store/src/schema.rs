@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder,
     DictionaryArray, Int32Array, Int32Builder, LargeStringArray, ListArray, ListBuilder,
-    RecordBatch, StringArray, StringBuilder, StringDictionaryBuilder, StringViewArray, StructArray,
+    RecordBatch, StringArray, StringBuilder, StringViewArray, StructArray,
     TimestampNanosecondArray, TimestampNanosecondBuilder, UInt32Array, UInt32Builder, UInt64Array,
     UInt64Builder,
 };
@@ -254,6 +254,148 @@ fn enum_name<E: ProtoEnum>(v: i32) -> Cow<'static, str> {
 // ---------------------------------------------------------------------------------------------
 // Write side.
 
+/// FxHash (rustc's): a multiply per word, several times faster than SipHash on the short
+/// names this module interns; the keys are our own values, so flooding is not a concern.
+#[derive(Default, Clone, Copy)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().unwrap_or_default());
+            self.add(w);
+        }
+        let mut last = [0u8; 8];
+        let rest = chunks.remainder();
+        last[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(last) ^ rest.len() as u64);
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Fx {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+fn fx_hash(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = Fx::default();
+    h.write(bytes);
+    h.finish()
+}
+
+type FxBuild = std::hash::BuildHasherDefault<Fx>;
+type FxMap<K, V> = std::collections::HashMap<K, V, FxBuild>;
+
+/// A `Dictionary(Int32, Utf8)` column. Unlike Arrow's `StringDictionaryBuilder` it lets a
+/// caller that already knows a value's key (an enum seen before in this batch, an endpoint
+/// seen before) append the key without hashing the text again; keys are valid until
+/// [`finish`](Self::finish).
+struct Dict {
+    keys: Int32Builder,
+    values: StringBuilder,
+    index: FxMap<Box<str>, i32>,
+    /// Keys by a small code the caller chooses (an enum's number): `-1` when not seen yet.
+    by_code: Vec<i32>,
+}
+
+impl Dict {
+    fn new() -> Self {
+        Self {
+            keys: Int32Builder::new(),
+            values: StringBuilder::new(),
+            index: FxMap::default(),
+            by_code: Vec::new(),
+        }
+    }
+    /// The key of `s`, adding it to the dictionary if new.
+    fn key(&mut self, s: &str) -> i32 {
+        if let Some(k) = self.index.get(s) {
+            return *k;
+        }
+        let k = self.values.len() as i32;
+        self.values.append_value(s);
+        self.index.insert(s.into(), k);
+        k
+    }
+    fn append_value(&mut self, s: &str) {
+        let k = self.key(s);
+        self.keys.append_value(k);
+    }
+    fn append_key(&mut self, k: i32) {
+        self.keys.append_value(k);
+    }
+    fn append_null(&mut self) {
+        self.keys.append_null();
+    }
+    /// Appends the value whose code is `code`; `name` gives its text the first time.
+    fn append_coded<S: AsRef<str>>(&mut self, code: usize, name: impl FnOnce() -> S) {
+        if let Some(&k) = self.by_code.get(code)
+            && k >= 0
+        {
+            self.keys.append_value(k);
+            return;
+        }
+        let k = self.key(name().as_ref());
+        if self.by_code.len() <= code {
+            self.by_code.resize(code + 1, -1);
+        }
+        self.by_code[code] = k;
+        self.keys.append_value(k);
+    }
+    /// An enum by its proto name; a number the enum does not know by its decimal text.
+    fn append_enum<E: ProtoEnum>(&mut self, v: i32) {
+        // Known enum numbers are small; others (rare) are hashed by their text.
+        match usize::try_from(v) {
+            Ok(code) if code < 256 => self.append_coded(code, || enum_name::<E>(v)),
+            _ => self.append_value(&enum_name::<E>(v)),
+        }
+    }
+    /// The column so far; the builder starts over. The dictionary is kept for the next batch
+    /// (so keys known to callers stay valid and nothing is hashed again) unless it has grown
+    /// past [`DICT_KEEP_BYTES`]; returns whether it was dropped.
+    fn finish(&mut self) -> (ArrayRef, bool) {
+        let keys = self.keys.finish();
+        let reset = self.values.values_slice().len() > DICT_KEEP_BYTES;
+        let values = Arc::new(if reset {
+            self.index.clear();
+            self.by_code.clear();
+            self.values.finish()
+        } else {
+            self.values.finish_cloned()
+        });
+        // Every key was handed out by `key` for a value appended before it.
+        (
+            Arc::new(DictionaryArray::<Int32Type>::new(keys, values)),
+            reset,
+        )
+    }
+    fn finish_array(&mut self) -> ArrayRef {
+        self.finish().0
+    }
+}
+
+/// Text a [`Dict`] keeps from one batch to the next: enough for the names of a few thousand
+/// pods, small enough that the copy each unflushed batch holds does not matter.
+const DICT_KEEP_BYTES: usize = 64 << 10;
+
 struct StrList {
     b: ListBuilder<StringBuilder>,
 }
@@ -357,30 +499,58 @@ impl PolicyList {
 struct EndpointCols {
     id: UInt32Builder,
     identity: UInt32Builder,
-    cluster: StringDictionaryBuilder<Int32Type>,
-    namespace: StringDictionaryBuilder<Int32Type>,
-    pod: StringDictionaryBuilder<Int32Type>,
+    cluster: Dict,
+    namespace: Dict,
+    pod: Dict,
     labels: StrList,
-    workload: StringDictionaryBuilder<Int32Type>,
-    workload_kind: StringDictionaryBuilder<Int32Type>,
-    service: StringDictionaryBuilder<Int32Type>,
-    service_namespace: StringDictionaryBuilder<Int32Type>,
+    workload: Dict,
+    workload_kind: Dict,
+    service: Dict,
+    service_namespace: Dict,
     names: StrList,
+    /// Dictionary keys of endpoints seen before, by id, identity and a hash of the pod name
+    /// (remote endpoints share id 0 and an identity): a flow's endpoint is
+    /// almost always one of a few thousand pods, and comparing its names with the cached ones
+    /// is cheaper than hashing five of them again.
+    seen: FxMap<(u32, u32, u64), SeenEndpoint>,
+}
+
+/// An endpoint's names and their keys in its side's dictionaries.
+struct SeenEndpoint {
+    cluster: String,
+    namespace: String,
+    pod: String,
+    workload: Option<(String, String)>,
+    keys: [i32; 5],
+}
+
+impl SeenEndpoint {
+    fn is(&self, ep: &Endpoint) -> bool {
+        self.pod == ep.pod_name
+            && self.namespace == ep.namespace
+            && self.cluster == ep.cluster_name
+            && match (&self.workload, ep.workloads.first()) {
+                (Some((name, kind)), Some(w)) => *name == w.name && *kind == w.kind,
+                (None, None) => true,
+                _ => false,
+            }
+    }
 }
 
 impl EndpointCols {
     fn new() -> Self {
         Self {
+            seen: FxMap::default(),
             id: UInt32Builder::new(),
             identity: UInt32Builder::new(),
-            cluster: StringDictionaryBuilder::new(),
-            namespace: StringDictionaryBuilder::new(),
-            pod: StringDictionaryBuilder::new(),
+            cluster: Dict::new(),
+            namespace: Dict::new(),
+            pod: Dict::new(),
             labels: StrList::new(),
-            workload: StringDictionaryBuilder::new(),
-            workload_kind: StringDictionaryBuilder::new(),
-            service: StringDictionaryBuilder::new(),
-            service_namespace: StringDictionaryBuilder::new(),
+            workload: Dict::new(),
+            workload_kind: Dict::new(),
+            service: Dict::new(),
+            service_namespace: Dict::new(),
             names: StrList::new(),
         }
     }
@@ -389,20 +559,8 @@ impl EndpointCols {
             Some(ep) => {
                 self.id.append_value(ep.id);
                 self.identity.append_value(ep.identity);
-                self.cluster.append_value(&ep.cluster_name);
-                self.namespace.append_value(&ep.namespace);
-                self.pod.append_value(&ep.pod_name);
+                self.append_names(ep);
                 self.labels.push(Some(&ep.labels));
-                match ep.workloads.first() {
-                    Some(w) => {
-                        self.workload.append_value(&w.name);
-                        self.workload_kind.append_value(&w.kind);
-                    }
-                    None => {
-                        self.workload.append_null();
-                        self.workload_kind.append_null();
-                    }
-                }
             }
             None => {
                 self.id.append_null();
@@ -427,17 +585,68 @@ impl EndpointCols {
         }
         self.names.push(Some(names));
     }
+    /// Cluster, namespace, pod and first workload, by cached keys when the endpoint was seen.
+    fn append_names(&mut self, ep: &Endpoint) {
+        let id = (ep.id, ep.identity, fx_hash(ep.pod_name.as_bytes()));
+        let keys = match self.seen.get(&id) {
+            Some(seen) if seen.is(ep) => seen.keys,
+            _ => {
+                let w = ep.workloads.first();
+                let keys = [
+                    self.cluster.key(&ep.cluster_name),
+                    self.namespace.key(&ep.namespace),
+                    self.pod.key(&ep.pod_name),
+                    w.map_or(-1, |w| self.workload.key(&w.name)),
+                    w.map_or(-1, |w| self.workload_kind.key(&w.kind)),
+                ];
+                self.seen.insert(
+                    id,
+                    SeenEndpoint {
+                        cluster: ep.cluster_name.clone(),
+                        namespace: ep.namespace.clone(),
+                        pod: ep.pod_name.clone(),
+                        workload: w.map(|w| (w.name.clone(), w.kind.clone())),
+                        keys,
+                    },
+                );
+                keys
+            }
+        };
+        self.cluster.append_key(keys[0]);
+        self.namespace.append_key(keys[1]);
+        self.pod.append_key(keys[2]);
+        if keys[3] >= 0 {
+            self.workload.append_key(keys[3]);
+            self.workload_kind.append_key(keys[4]);
+        } else {
+            self.workload.append_null();
+            self.workload_kind.append_null();
+        }
+    }
     fn finish(&mut self, out: &mut Vec<ArrayRef>) {
         out.push(Arc::new(self.id.finish()));
         out.push(Arc::new(self.identity.finish()));
-        out.push(Arc::new(self.cluster.finish()));
-        out.push(Arc::new(self.namespace.finish()));
-        out.push(Arc::new(self.pod.finish()));
-        out.push(self.labels.finish());
-        out.push(Arc::new(self.workload.finish()));
-        out.push(Arc::new(self.workload_kind.finish()));
-        out.push(Arc::new(self.service.finish()));
-        out.push(Arc::new(self.service_namespace.finish()));
+        let mut reset = false;
+        for d in [
+            &mut self.cluster,
+            &mut self.namespace,
+            &mut self.pod,
+            &mut self.workload,
+            &mut self.workload_kind,
+        ] {
+            let (col, r) = d.finish();
+            out.push(col);
+            reset |= r;
+        }
+        // The cached keys point into dictionaries that start over.
+        if reset || self.seen.len() > 1 << 16 {
+            self.seen.clear();
+        }
+        // Column order of the schema: labels sits between pod and workload.
+        let labels = self.labels.finish();
+        out.insert(out.len() - 2, labels);
+        out.push(self.service.finish_array());
+        out.push(self.service_namespace.finish_array());
         out.push(self.names.finish());
     }
 }
@@ -448,12 +657,12 @@ pub struct FlowBatchBuilder {
     rows: usize,
     time: TimestampNanosecondBuilder,
     uuid: StringBuilder,
-    node_name: StringDictionaryBuilder<Int32Type>,
+    node_name: Dict,
     node_labels: StrList,
-    verdict: StringDictionaryBuilder<Int32Type>,
+    verdict: Dict,
     drop_reason: UInt32Builder,
-    drop_reason_desc: StringDictionaryBuilder<Int32Type>,
-    flow_type: StringDictionaryBuilder<Int32Type>,
+    drop_reason_desc: Dict,
+    flow_type: Dict,
     event_type: Int32Builder,
     event_sub_type: Int32Builder,
     eth_src: StringBuilder,
@@ -461,30 +670,30 @@ pub struct FlowBatchBuilder {
     ip_src: StringBuilder,
     ip_src_xlated: StringBuilder,
     ip_dst: StringBuilder,
-    ip_version: StringDictionaryBuilder<Int32Type>,
+    ip_version: Dict,
     ip_encrypted: BooleanBuilder,
-    l4_protocol: StringDictionaryBuilder<Int32Type>,
+    l4_protocol: Dict,
     src_port: UInt32Builder,
     dst_port: UInt32Builder,
-    tcp_flags: StringDictionaryBuilder<Int32Type>,
+    tcp_flags: Dict,
     icmp_type: UInt32Builder,
     icmp_code: UInt32Builder,
     source: EndpointCols,
     destination: EndpointCols,
-    traffic_direction: StringDictionaryBuilder<Int32Type>,
-    observation_point: StringDictionaryBuilder<Int32Type>,
-    trace_reason: StringDictionaryBuilder<Int32Type>,
+    traffic_direction: Dict,
+    observation_point: Dict,
+    trace_reason: Dict,
     is_reply: BooleanBuilder,
     reply: BooleanBuilder,
     policy_match_type: UInt32Builder,
     if_index: UInt32Builder,
-    if_name: StringDictionaryBuilder<Int32Type>,
-    l7_type: StringDictionaryBuilder<Int32Type>,
+    if_name: Dict,
+    l7_type: Dict,
     l7_latency: UInt64Builder,
-    http_method: StringDictionaryBuilder<Int32Type>,
+    http_method: Dict,
     http_code: UInt32Builder,
     http_url: StringBuilder,
-    http_protocol: StringDictionaryBuilder<Int32Type>,
+    http_protocol: Dict,
     http_headers_off: Offsets,
     http_header_key: StringBuilder,
     http_header_value: StringBuilder,
@@ -492,7 +701,7 @@ pub struct FlowBatchBuilder {
     dns_ips: StrList,
     dns_ttl: UInt32Builder,
     dns_cnames: StrList,
-    dns_source: StringDictionaryBuilder<Int32Type>,
+    dns_source: Dict,
     dns_rcode: UInt32Builder,
     dns_qtypes: StrList,
     dns_rrtypes: StrList,
@@ -503,11 +712,11 @@ pub struct FlowBatchBuilder {
     ingress_denied_by: PolicyList,
     policy_log: StrList,
     summary: StringBuilder,
-    kd_name: StringDictionaryBuilder<Int32Type>,
+    kd_name: Dict,
     kd_id: UInt32Builder,
-    kd_symbol: StringDictionaryBuilder<Int32Type>,
+    kd_symbol: Dict,
     kd_offset: UInt64Builder,
-    dd_direction: StringDictionaryBuilder<Int32Type>,
+    dd_direction: Dict,
     dd_policies: StrList,
     dd_text: StringBuilder,
     loss_off: Offsets,
@@ -523,7 +732,18 @@ impl Default for FlowBatchBuilder {
     }
 }
 
+/// Values of `l4_protocol`.
+const L4_NAMES: [&str; 8] = ["", "TCP", "UDP", "SCTP", "ICMPv4", "ICMPv6", "VRRP", "IGMP"];
+
 const TCP_FLAG_NAMES: [&str; 9] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS"];
+
+/// The flags as a 9-bit number (the order of [`TCP_FLAG_NAMES`]): one dictionary key per set.
+fn tcp_flags_code(f: &TcpFlags) -> usize {
+    let on = [f.fin, f.syn, f.rst, f.psh, f.ack, f.urg, f.ece, f.cwr, f.ns];
+    on.iter()
+        .enumerate()
+        .fold(0, |code, (bit, set)| code | (usize::from(*set) << bit))
+}
 
 fn tcp_flags_text(f: &TcpFlags) -> String {
     let on = [f.fin, f.syn, f.rst, f.psh, f.ack, f.urg, f.ece, f.cwr, f.ns];
@@ -640,12 +860,12 @@ impl FlowBatchBuilder {
             rows: 0,
             time: TimestampNanosecondBuilder::new().with_timezone("UTC"),
             uuid: StringBuilder::new(),
-            node_name: StringDictionaryBuilder::new(),
+            node_name: Dict::new(),
             node_labels: StrList::new(),
-            verdict: StringDictionaryBuilder::new(),
+            verdict: Dict::new(),
             drop_reason: UInt32Builder::new(),
-            drop_reason_desc: StringDictionaryBuilder::new(),
-            flow_type: StringDictionaryBuilder::new(),
+            drop_reason_desc: Dict::new(),
+            flow_type: Dict::new(),
             event_type: Int32Builder::new(),
             event_sub_type: Int32Builder::new(),
             eth_src: StringBuilder::new(),
@@ -653,30 +873,30 @@ impl FlowBatchBuilder {
             ip_src: StringBuilder::new(),
             ip_src_xlated: StringBuilder::new(),
             ip_dst: StringBuilder::new(),
-            ip_version: StringDictionaryBuilder::new(),
+            ip_version: Dict::new(),
             ip_encrypted: BooleanBuilder::new(),
-            l4_protocol: StringDictionaryBuilder::new(),
+            l4_protocol: Dict::new(),
             src_port: UInt32Builder::new(),
             dst_port: UInt32Builder::new(),
-            tcp_flags: StringDictionaryBuilder::new(),
+            tcp_flags: Dict::new(),
             icmp_type: UInt32Builder::new(),
             icmp_code: UInt32Builder::new(),
             source: EndpointCols::new(),
             destination: EndpointCols::new(),
-            traffic_direction: StringDictionaryBuilder::new(),
-            observation_point: StringDictionaryBuilder::new(),
-            trace_reason: StringDictionaryBuilder::new(),
+            traffic_direction: Dict::new(),
+            observation_point: Dict::new(),
+            trace_reason: Dict::new(),
             is_reply: BooleanBuilder::new(),
             reply: BooleanBuilder::new(),
             policy_match_type: UInt32Builder::new(),
             if_index: UInt32Builder::new(),
-            if_name: StringDictionaryBuilder::new(),
-            l7_type: StringDictionaryBuilder::new(),
+            if_name: Dict::new(),
+            l7_type: Dict::new(),
             l7_latency: UInt64Builder::new(),
-            http_method: StringDictionaryBuilder::new(),
+            http_method: Dict::new(),
             http_code: UInt32Builder::new(),
             http_url: StringBuilder::new(),
-            http_protocol: StringDictionaryBuilder::new(),
+            http_protocol: Dict::new(),
             http_headers_off: Offsets::new(),
             http_header_key: StringBuilder::new(),
             http_header_value: StringBuilder::new(),
@@ -684,7 +904,7 @@ impl FlowBatchBuilder {
             dns_ips: StrList::new(),
             dns_ttl: UInt32Builder::new(),
             dns_cnames: StrList::new(),
-            dns_source: StringDictionaryBuilder::new(),
+            dns_source: Dict::new(),
             dns_rcode: UInt32Builder::new(),
             dns_qtypes: StrList::new(),
             dns_rrtypes: StrList::new(),
@@ -695,11 +915,11 @@ impl FlowBatchBuilder {
             ingress_denied_by: PolicyList::new(),
             policy_log: StrList::new(),
             summary: StringBuilder::new(),
-            kd_name: StringDictionaryBuilder::new(),
+            kd_name: Dict::new(),
             kd_id: UInt32Builder::new(),
-            kd_symbol: StringDictionaryBuilder::new(),
+            kd_symbol: Dict::new(),
             kd_offset: UInt64Builder::new(),
-            dd_direction: StringDictionaryBuilder::new(),
+            dd_direction: Dict::new(),
             dd_policies: StrList::new(),
             dd_text: StringBuilder::new(),
             loss_off: Offsets::new(),
@@ -731,13 +951,11 @@ impl FlowBatchBuilder {
         self.uuid.append_value(&flow.uuid);
         self.node_name.append_value(&flow.node_name);
         self.node_labels.push(Some(&flow.node_labels));
-        self.verdict
-            .append_value(enum_name::<Verdict>(flow.verdict));
+        self.verdict.append_enum::<Verdict>(flow.verdict);
         self.drop_reason.append_value(flow.drop_reason);
         self.drop_reason_desc
-            .append_value(enum_name::<DropReason>(flow.drop_reason_desc));
-        self.flow_type
-            .append_value(enum_name::<FlowType>(flow.r#type));
+            .append_enum::<DropReason>(flow.drop_reason_desc);
+        self.flow_type.append_enum::<FlowType>(flow.r#type);
         match &flow.event_type {
             Some(e) => {
                 self.event_type.append_value(e.r#type);
@@ -763,8 +981,7 @@ impl FlowBatchBuilder {
                 self.ip_src.append_value(&ip.source);
                 self.ip_src_xlated.append_value(&ip.source_xlated);
                 self.ip_dst.append_value(&ip.destination);
-                self.ip_version
-                    .append_value(enum_name::<IpVersion>(ip.ip_version));
+                self.ip_version.append_enum::<IpVersion>(ip.ip_version);
                 self.ip_encrypted.append_value(ip.encrypted);
             }
             None => {
@@ -787,13 +1004,11 @@ impl FlowBatchBuilder {
             &flow.destination_names,
         );
         self.traffic_direction
-            .append_value(enum_name::<TrafficDirection>(flow.traffic_direction));
+            .append_enum::<TrafficDirection>(flow.traffic_direction);
         self.observation_point
-            .append_value(enum_name::<TraceObservationPoint>(
-                flow.trace_observation_point,
-            ));
+            .append_enum::<TraceObservationPoint>(flow.trace_observation_point);
         self.trace_reason
-            .append_value(enum_name::<TraceReason>(flow.trace_reason));
+            .append_enum::<TraceReason>(flow.trace_reason);
         self.is_reply.append_option(flow.is_reply.map(|b| b.value));
         self.reply.append_value(flow.reply);
         self.policy_match_type.append_value(flow.policy_match_type);
@@ -858,10 +1073,22 @@ impl FlowBatchBuilder {
                 Some(P::Igmp(_)) => (Some("IGMP"), None, None, None),
             },
         };
-        self.l4_protocol.append_option(proto);
+        match proto {
+            // The protocol names are a handful of constants: a code, not a hash, per row.
+            Some(p) => match L4_NAMES.iter().position(|n| *n == p) {
+                Some(code) => self.l4_protocol.append_coded(code, || p),
+                None => self.l4_protocol.append_value(p),
+            },
+            None => self.l4_protocol.append_null(),
+        }
         self.src_port.append_option(ports.map(|p| p.0));
         self.dst_port.append_option(ports.map(|p| p.1));
-        self.tcp_flags.append_option(flags.map(tcp_flags_text));
+        match flags {
+            Some(f) => self
+                .tcp_flags
+                .append_coded(tcp_flags_code(f), || tcp_flags_text(f)),
+            None => self.tcp_flags.append_null(),
+        }
         self.icmp_type.append_option(icmp.map(|i| i.0));
         self.icmp_code.append_option(icmp.map(|i| i.1));
     }
@@ -869,8 +1096,7 @@ impl FlowBatchBuilder {
     fn append_l7(&mut self, l7: Option<&Layer7>) {
         match l7 {
             Some(l7) => {
-                self.l7_type
-                    .append_value(enum_name::<L7FlowType>(l7.r#type));
+                self.l7_type.append_enum::<L7FlowType>(l7.r#type);
                 self.l7_latency.append_value(l7.latency_ns);
             }
             None => {
@@ -940,7 +1166,7 @@ impl FlowBatchBuilder {
         match extras.and_then(|e| e.default_deny.as_ref()) {
             Some(d) => {
                 self.dd_direction
-                    .append_value(enum_name::<TrafficDirection>(d.direction));
+                    .append_enum::<TrafficDirection>(d.direction);
                 self.dd_policies.push(Some(&d.policies));
                 self.dd_text.append_value(&d.text);
             }
@@ -964,12 +1190,12 @@ impl FlowBatchBuilder {
         let mut c: Vec<ArrayRef> = Vec::with_capacity(SCHEMA.fields().len());
         c.push(Arc::new(self.time.finish()));
         c.push(Arc::new(self.uuid.finish()));
-        c.push(Arc::new(self.node_name.finish()));
+        c.push(self.node_name.finish_array());
         c.push(self.node_labels.finish());
-        c.push(Arc::new(self.verdict.finish()));
+        c.push(self.verdict.finish_array());
         c.push(Arc::new(self.drop_reason.finish()));
-        c.push(Arc::new(self.drop_reason_desc.finish()));
-        c.push(Arc::new(self.flow_type.finish()));
+        c.push(self.drop_reason_desc.finish_array());
+        c.push(self.flow_type.finish_array());
         c.push(Arc::new(self.event_type.finish()));
         c.push(Arc::new(self.event_sub_type.finish()));
         c.push(Arc::new(self.eth_src.finish()));
@@ -977,30 +1203,30 @@ impl FlowBatchBuilder {
         c.push(Arc::new(self.ip_src.finish()));
         c.push(Arc::new(self.ip_src_xlated.finish()));
         c.push(Arc::new(self.ip_dst.finish()));
-        c.push(Arc::new(self.ip_version.finish()));
+        c.push(self.ip_version.finish_array());
         c.push(Arc::new(self.ip_encrypted.finish()));
-        c.push(Arc::new(self.l4_protocol.finish()));
+        c.push(self.l4_protocol.finish_array());
         c.push(Arc::new(self.src_port.finish()));
         c.push(Arc::new(self.dst_port.finish()));
-        c.push(Arc::new(self.tcp_flags.finish()));
+        c.push(self.tcp_flags.finish_array());
         c.push(Arc::new(self.icmp_type.finish()));
         c.push(Arc::new(self.icmp_code.finish()));
         self.source.finish(&mut c);
         self.destination.finish(&mut c);
-        c.push(Arc::new(self.traffic_direction.finish()));
-        c.push(Arc::new(self.observation_point.finish()));
-        c.push(Arc::new(self.trace_reason.finish()));
+        c.push(self.traffic_direction.finish_array());
+        c.push(self.observation_point.finish_array());
+        c.push(self.trace_reason.finish_array());
         c.push(Arc::new(self.is_reply.finish()));
         c.push(Arc::new(self.reply.finish()));
         c.push(Arc::new(self.policy_match_type.finish()));
         c.push(Arc::new(self.if_index.finish()));
-        c.push(Arc::new(self.if_name.finish()));
-        c.push(Arc::new(self.l7_type.finish()));
+        c.push(self.if_name.finish_array());
+        c.push(self.l7_type.finish_array());
         c.push(Arc::new(self.l7_latency.finish()));
-        c.push(Arc::new(self.http_method.finish()));
+        c.push(self.http_method.finish_array());
         c.push(Arc::new(self.http_code.finish()));
         c.push(Arc::new(self.http_url.finish()));
-        c.push(Arc::new(self.http_protocol.finish()));
+        c.push(self.http_protocol.finish_array());
         c.push(list_of(
             header_fields(),
             vec![
@@ -1013,7 +1239,7 @@ impl FlowBatchBuilder {
         c.push(self.dns_ips.finish());
         c.push(Arc::new(self.dns_ttl.finish()));
         c.push(self.dns_cnames.finish());
-        c.push(Arc::new(self.dns_source.finish()));
+        c.push(self.dns_source.finish_array());
         c.push(Arc::new(self.dns_rcode.finish()));
         c.push(self.dns_qtypes.finish());
         c.push(self.dns_rrtypes.finish());
@@ -1024,11 +1250,11 @@ impl FlowBatchBuilder {
         c.push(self.ingress_denied_by.finish());
         c.push(self.policy_log.finish());
         c.push(Arc::new(self.summary.finish()));
-        c.push(Arc::new(self.kd_name.finish()));
+        c.push(self.kd_name.finish_array());
         c.push(Arc::new(self.kd_id.finish()));
-        c.push(Arc::new(self.kd_symbol.finish()));
+        c.push(self.kd_symbol.finish_array());
         c.push(Arc::new(self.kd_offset.finish()));
-        c.push(Arc::new(self.dd_direction.finish()));
+        c.push(self.dd_direction.finish_array());
         c.push(self.dd_policies.finish());
         c.push(Arc::new(self.dd_text.finish()));
         c.push(list_of(

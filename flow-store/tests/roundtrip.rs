@@ -303,6 +303,43 @@ fn generated_flows_round_trip() {
     assert_eq!(round_trip(&flows), flows);
 }
 
+/// One builder for many batches, as the store's writer uses it: dictionaries and the endpoint
+/// cache carry over from batch to batch (and start over once large), and every batch still
+/// reads back as its flows, also when an endpoint changes its names under the same id.
+#[test]
+fn a_reused_builder_keeps_every_batch_exact() {
+    let g = flow_store::generator::FlowGenerator::new(
+        3000,
+        Timestamp {
+            seconds: 1_795_820_400,
+            nanos: 0,
+        },
+        10_000,
+    );
+    let mut b = flow_store::FlowBatchBuilder::new();
+    for batch in 0..6 {
+        let mut flows: Vec<Flow> = g
+            .batch(batch * 1500, 1500)
+            .iter()
+            .map(stored_form)
+            .collect();
+        if batch == 3 {
+            // Same id and identity, other names: must not reuse the cached keys.
+            for f in flows.iter_mut().step_by(3) {
+                if let Some(e) = f.source.as_mut() {
+                    e.namespace.push_str("-moved");
+                    e.workloads.clear();
+                }
+            }
+        }
+        for f in &flows {
+            b.append(f);
+        }
+        let back = flows_from_batch(&b.finish()).expect("reads back");
+        assert_eq!(back, flows, "batch {batch}");
+    }
+}
+
 fn s() -> impl Strategy<Value = String> {
     "[a-z0-9:=./ -]{0,12}"
 }
