@@ -9,8 +9,11 @@
 //! dp.set_ipcache(&[("198.18.1.0/24".parse().unwrap(), 1001)])?;
 //! dp.attach("lxcweb", None)?;
 //! let mut rx = dp.events()?;
-//! while let Some(rec) = rx.recv().await {
-//!     let _ev = RawEvent::parse(&rec);
+//! // One batch per drain of the ring: records are decoded in place.
+//! while let Some(batch) = rx.recv().await {
+//!     for rec in batch.iter() {
+//!         let _ev = RawEvent::parse(rec);
+//!     }
 //! }
 //! # Ok(()) }
 //! ```
