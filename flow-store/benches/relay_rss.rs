@@ -186,12 +186,28 @@ impl Relay {
     }
 }
 
+/// `line` without its ANSI colour sequences (`ESC [ … m`), which the relay's log carries.
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 struct Measured {
     idle_mb: f64,
     steady_mb: f64,
     peak_mb: f64,
     pushed: u64,
     secs: f64,
+    /// The relay's own count of lost flows by stage, as it logged them when it stopped.
+    losses: String,
 }
 
 /// One relay under the load for `duration`; `store_dir` is a directory or `none`.
@@ -220,7 +236,16 @@ fn run(bin: &Path, store_dir: &str, duration: Duration, log: PathBuf) -> Measure
     done.store(true, Ordering::Relaxed);
     let samples = sampler.join().expect("sampler");
     let peak_mb = status_mb(pid, "VmHWM:").unwrap_or(f64::NAN);
+    let log = relay.log.clone();
     relay.stop();
+    // The relay's last words count what it lost, by stage (agents' rings, merge, store queue).
+    let losses = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.contains("relay stopped"))
+        .map(without_colours)
+        .and_then(|l| l.find("losses=").map(|i| l[i..].to_owned()))
+        .unwrap_or_else(|| "no \"relay stopped\" line in its log".to_owned());
     agents.runtime.shutdown_background();
     // Steady state: the second half, after the ring and the store's batches have filled.
     let mut second_half = samples[samples.len() / 2..].to_vec();
@@ -235,6 +260,7 @@ fn run(bin: &Path, store_dir: &str, duration: Duration, log: PathBuf) -> Measure
         peak_mb,
         pushed,
         secs,
+        losses,
     }
 }
 
@@ -303,6 +329,7 @@ fn main() {
         stored,
         stored as f64 * 100.0 / with.pushed.max(1) as f64
     );
+    println!("  the relay's losses by stage: {}", with.losses);
     println!(
         "  baseline, same load with --store-dir none, {:.0} s: peak {:.0} MB, steady {:.0} MB, idle {:.0} MB; the store adds {:.0} MB at peak ({:.2}x the relay without it)",
         without.secs,
@@ -312,4 +339,5 @@ fn main() {
         with.peak_mb - without.peak_mb,
         with.peak_mb / without.peak_mb
     );
+    println!("  the baseline relay's losses by stage: {}", without.losses);
 }
