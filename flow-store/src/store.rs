@@ -250,7 +250,7 @@ impl FlowStore {
             builder: FlowBatchBuilder::new(),
             last_seal: Instant::now(),
             jobs,
-            flusher: Some(flusher),
+            flusher,
         };
         let handle = std::thread::Builder::new()
             .name("flow-store-writer".into())
@@ -376,7 +376,7 @@ struct Batcher {
     builder: FlowBatchBuilder,
     last_seal: Instant,
     jobs: SyncSender<FlushJob>,
-    flusher: Option<JoinHandle<()>>,
+    flusher: JoinHandle<()>,
 }
 
 /// One flush of every batch sealed so far, then compaction and retention; `reply` is told
@@ -472,13 +472,11 @@ impl Batcher {
     }
 
     /// The last flush, then the flusher ends (its channel closes).
-    fn stop_flusher(&mut self) {
-        let _ = self.jobs.send(FlushJob { reply: None });
-        let (closed, _) = mpsc::sync_channel(0);
-        drop(std::mem::replace(&mut self.jobs, closed));
-        if let Some(h) = self.flusher.take() {
-            let _ = h.join();
-        }
+    fn stop_flusher(self) {
+        let Batcher { jobs, flusher, .. } = self;
+        let _ = jobs.send(FlushJob { reply: None });
+        drop(jobs);
+        let _ = flusher.join();
     }
 }
 
