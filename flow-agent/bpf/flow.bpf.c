@@ -75,23 +75,36 @@ struct ct_key {
 	__u32 hi[4];
 	__u16 port_lo;
 	__u16 port_hi;
-	__u32 if_proto; /* ifindex << 8 | L4 protocol: 40-byte key, 10 words to hash */
+	__u32 if_proto; /* L4 protocol; ifindex << 8 | protocol for a hook past CT_HOOKS: 40 bytes */
 };
 
-struct ct_entry {
-	__u32 id_lo; /* identity of the lo end */
-	__u32 id_hi;
+/* One watched interface's view of a connection: each hook reports its own lifecycle steps and
+ * decides its own policy direction. */
+struct ct_hook {
+	__u32 ifindex; /* 0: slot free */
 	__u32 rule_id;
+	__u32 policy_rev; /* POLICY_STATE revision the verdict was computed under */
 	__u16 drop_reason;
-	__u8 init_lo; /* the connection's first packet came from the lo end */
 	__u8 verdict;
 	__u8 match_type;
 	__u8 seen[2]; /* per direction (0 original, 1 reply): SEEN_BIT | SYN/FIN/RST seen */
 	__u8 l7_pending[2]; /* webb_l7_kind whose head is still incomplete */
 	__u8 l7_segs[2];
-	__u8 pad;
 	__u16 l7_bytes[2];
-	__u32 policy_rev; /* POLICY_STATE revision the verdict was computed under */
+};
+
+/* A connection crosses two watched interfaces on a node when both ends are local pods (the
+ * source's host-side veth, then the destination's): one entry with a slot per hook, so the
+ * second hook finds what the first created (a lookup instead of a miss, two ipcache lookups and
+ * an LRU insert). A third interface keys its own entry with its ifindex. */
+#define CT_HOOKS 2
+
+struct ct_entry {
+	__u32 id_lo; /* identity of the lo end */
+	__u32 id_hi;
+	__u8 init_lo; /* the connection's first packet came from the lo end */
+	__u8 pad[3];
+	struct ct_hook hook[CT_HOOKS];
 };
 
 struct {
@@ -635,18 +648,21 @@ static __always_inline int held_output(struct webb_counters *c, struct scratch *
 }
 
 /* Builds and sends one record; returns 1 if `scan` found the end of the HTTP head (for a held
- * DNS answer: 1 if the record was written). */
-static __always_inline int emit(struct __sk_buff *skb, struct pkt *p, struct emit_args *a,
-				struct webb_counters *c)
+ * DNS answer: 1 if the record was written). A global function: verified once, not again in
+ * every state of each of its six callers. */
+__attribute__((noinline)) int webb_emit(struct __sk_buff *skb, struct pkt *p, struct emit_args *a)
 {
-	__u32 zero = 0, n = 0, cap = a->cap, len = skb->len;
+	__u32 zero = 0, n = 0, cap, len;
 	struct scratch *s = bpf_map_lookup_elem(&SCRATCH, &zero);
+	struct webb_counters *c = bpf_map_lookup_elem(&COUNTERS, &zero);
 	struct webb_event *ev;
 	void *data, *end;
 	int found = 0;
 
-	if (!s)
+	if (!skb || !p || !a || !s || !c)
 		return 0;
+	cap = a->cap;
+	len = skb->len;
 	ev = &s->ev;
 	if (cap > len)
 		cap = len;
@@ -818,7 +834,7 @@ struct policy_query {
 
 /* A global function: the verifier checks it once, on its own, instead of once per path of the
  * caller (the TC program would otherwise exceed the verifier's complexity limit). */
-__attribute__((noinline)) int webb_policy_verdict(struct policy_query *q, struct ct_entry *e)
+__attribute__((noinline)) int webb_policy_verdict(struct policy_query *q, struct ct_hook *e)
 {
 	struct policy_key k;
 	struct policy_value exact = {}, wild = {}, rsum = {}, wsum = {};
@@ -926,7 +942,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	struct ct_entry ne, *e;
 	struct ct_key k;
 	struct pkt p;
-	int src_lo, is_new = 0, want = 0, found, verdict_event = 0, hold = 0;
+	int src_lo, is_new = 0, first, want = 0, found, verdict_event = 0, hold = 0;
 	__u8 d, l7 = WEBB_L7_NONE, l7_cont = 0;
 	__u32 rev;
 
@@ -941,7 +957,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		if (!cfg_aggregate) {
 			a.flags = WEBB_F_PARSE_ERR;
 			a.cap = 128;
-			emit(skb, &p, &a, c);
+			webb_emit(skb, &p, &a);
 		}
 		return TC_ACT_UNSPEC;
 	}
@@ -950,14 +966,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		a.cap = cfg_cap_len;
 	if (p.family == 0) {
 		if (!cfg_aggregate)
-			emit(skb, &p, &a, c);
+			webb_emit(skb, &p, &a);
 		return TC_ACT_UNSPEC;
 	}
 	/* ICMP errors and other non-echo messages are rare and always worth a record. */
 	if ((p.proto == IPPROTO_ICMP || p.proto == IPPROTO_ICMPV6) && !p.icmp_echo) {
 		a.src_id = ipcache_lookup(p.saddr);
 		a.dst_id = ipcache_lookup(p.daddr);
-		emit(skb, &p, &a, c);
+		webb_emit(skb, &p, &a);
 		return TC_ACT_UNSPEC;
 	}
 
@@ -976,90 +992,111 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		k.port_lo = dport;
 		k.port_hi = p.sport;
 	}
-	k.if_proto = skb->ifindex << 8 | p.proto;
+	k.if_proto = p.proto;
 
 	__u8 fl = p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST);
+	__u32 ifindex = skb->ifindex;
+	struct ct_hook *h;
 	rev = policy_revision();
 	e = bpf_map_lookup_elem(&CT, &k);
+	if (e) {
+		/* Slot 0 if it is this hook's, else slot 1 (this hook's, or free). Computed without a
+		 * branch, so the verifier follows one state for both slots, not two. */
+		__u64 x = e->hook[0].ifindex ^ ifindex;
+		__u64 slot = (x | -x) >> 63;
+		barrier_var(slot);
+		if (slot && e->hook[1].ifindex != ifindex && e->hook[1].ifindex) {
+			/* Both slots belong to other interfaces: this one keys its own entry. */
+			k.if_proto = ifindex << 8 | p.proto;
+			e = bpf_map_lookup_elem(&CT, &k);
+			slot = 0;
+		}
+		if (e) {
+			barrier_var(e); /* else clang offsets e before its null test */
+			h = &e->hook[slot & 1];
+		}
+	}
 	/* A bare SYN on a closed tuple (port reuse) starts a new connection. */
 	if (e && (p.tcp_flags & (TCP_SYN | 0x10)) == TCP_SYN &&
-	    ((e->seen[0] | e->seen[1]) & (TCP_FIN | TCP_RST)))
+	    ((e->hook[0].seen[0] | e->hook[0].seen[1] | e->hook[1].seen[0] | e->hook[1].seen[1]) &
+	     (TCP_FIN | TCP_RST)))
 		e = NULL;
 	if (!e) {
 		__builtin_memset(&ne, 0, sizeof(ne));
 		ne.init_lo = src_lo;
 		ne.id_lo = ipcache_lookup(k.lo);
 		ne.id_hi = ipcache_lookup(k.hi);
-		ne.seen[0] = SEEN_BIT | fl;
-		struct policy_query q = {
-			.src_id = src_lo ? ne.id_lo : ne.id_hi,
-			.dst_id = src_lo ? ne.id_hi : ne.id_lo,
-			.rev = rev,
-			.dport = p.dport,
-			.hook_dir = dir,
-			.proto = p.proto,
-		};
-		webb_policy_verdict(&q, &ne);
-		verdict_event = ne.rule_id != 0;
+		ne.hook[0].ifindex = ifindex;
 		e = &ne;
+		h = &ne.hook[0];
 		is_new = 1;
 		c->ct_new++;
-		a.ct_state = WEBB_CT_NEW;
 		d = 0;
 	} else {
 		d = (__u8)src_lo != e->init_lo;
-		__u8 bits = SEEN_BIT | fl;
-		/* First packet of a direction, or a new SYN/FIN/RST in it: a lifecycle step. */
-		if (bits & ~e->seen[d & 1]) {
-			e->seen[d & 1] |= bits;
-			want = 1;
-		}
-		if (fl & (TCP_FIN | TCP_RST))
-			a.ct_state = WEBB_CT_CLOSING;
-		else
-			a.ct_state = d ? WEBB_CT_REPLY : WEBB_CT_ESTABLISHED;
-		/* A policy reload since the connection's verdict: decide again, as its first packet
-		 * (original direction and hook) would be decided now. */
-		if (e->policy_rev != rev) {
-			__u32 old_rule = e->rule_id;
-			__u8 old_verdict = e->verdict;
-			/* The ipcache may have changed with it (a toFQDNs address's identity given
-			 * back, maybe to another address): look both ends up again. */
-			webb_ct_identities(&k, e);
-			__u8 hook = d ? (dir == WEBB_DIR_INGRESS ? WEBB_DIR_EGRESS : WEBB_DIR_INGRESS) : dir;
-			__u32 osrc = e->init_lo ? e->id_lo : e->id_hi;
-			__u32 odst = e->init_lo ? e->id_hi : e->id_lo;
-			struct policy_query q = {
-				.src_id = osrc,
-				.dst_id = odst,
-				.rev = rev,
-				.dport = d ? p.sport : p.dport,
-				.hook_dir = hook,
-				.proto = p.proto,
-			};
-			webb_policy_verdict(&q, e);
-			if (e->verdict != old_verdict || e->rule_id != old_rule) {
-				verdict_event = e->rule_id != 0;
-				want = 1;
-			}
-		}
+		/* A free slot: the connection's first packet at this hook (another made the entry). */
+		if (h->ifindex != ifindex)
+			h->ifindex = ifindex;
 	}
 	d &= 1;
-	if (is_new || !cfg_aggregate)
+	/* This hook has seen nothing of the connection yet: read from the slot rather than kept in
+	 * a flag set on two paths, which would double the verifier's states from here on. */
+	first = !(h->seen[0] | h->seen[1]);
+	{
+		__u8 bits = SEEN_BIT | fl;
+		/* First packet of a direction, or a new SYN/FIN/RST in it: a lifecycle step. */
+		if (bits & ~h->seen[d]) {
+			h->seen[d] |= bits;
+			want = 1;
+		}
+	}
+	if (first && !d)
+		a.ct_state = WEBB_CT_NEW;
+	else if (fl & (TCP_FIN | TCP_RST))
+		a.ct_state = WEBB_CT_CLOSING;
+	else
+		a.ct_state = d ? WEBB_CT_REPLY : WEBB_CT_ESTABLISHED;
+	/* This hook's verdict: on its first packet, or again after a policy reload, as the
+	 * connection's first packet (original direction, and the hook it would cross) is decided now. */
+	if (first || h->policy_rev != rev) {
+		__u32 old_rule = h->rule_id;
+		__u8 old_verdict = h->verdict;
+		/* After a reload the ipcache may have changed with it (a toFQDNs address's identity
+		 * given back, maybe to another address): look both ends up again. */
+		if (!first)
+			webb_ct_identities(&k, e);
+		__u8 hook = d ? (dir == WEBB_DIR_INGRESS ? WEBB_DIR_EGRESS : WEBB_DIR_INGRESS) : dir;
+		struct policy_query q = {
+			.src_id = e->init_lo ? e->id_lo : e->id_hi,
+			.dst_id = e->init_lo ? e->id_hi : e->id_lo,
+			.rev = rev,
+			.dport = d ? p.sport : p.dport,
+			.hook_dir = hook,
+			.proto = p.proto,
+		};
+		webb_policy_verdict(&q, h);
+		if (first) {
+			verdict_event = h->rule_id != 0;
+		} else if (h->verdict != old_verdict || h->rule_id != old_rule) {
+			verdict_event = h->rule_id != 0;
+			want = 1;
+		}
+	}
+	if (first || !cfg_aggregate)
 		want = 1;
 	if (d)
 		a.flags |= WEBB_F_IS_REPLY;
 	a.src_id = src_lo ? e->id_lo : e->id_hi;
 	a.dst_id = src_lo ? e->id_hi : e->id_lo;
-	a.verdict = e->verdict;
-	a.match_type = e->match_type;
-	a.rule_id = e->rule_id;
-	a.drop_reason = e->drop_reason;
+	a.verdict = h->verdict;
+	a.match_type = h->match_type;
+	a.rule_id = h->rule_id;
+	a.drop_reason = h->drop_reason;
 	if (verdict_event) {
 		/* Cilium's PolicyVerdict notification, ahead of the trace or drop record. */
 		struct emit_args pv = a;
 		pv.kind = WEBB_EV_POLICY_VERDICT;
-		emit(skb, &p, &pv, c);
+		webb_emit(skb, &p, &pv);
 	}
 
 	/* L7: DNS on port 53, HTTP/1.x heads and their continuation segments. */
@@ -1067,23 +1104,23 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		if (p.sport == 53 || p.dport == 53) {
 			l7 = WEBB_L7_DNS;
 		} else if (p.proto == IPPROTO_TCP) {
-			if (e->l7_pending[d]) {
-				__u32 seg = (__u32)e->l7_segs[d] + 1;
-				__u32 bytes = (__u32)e->l7_bytes[d] + p.payload_len;
+			if (h->l7_pending[d]) {
+				__u32 seg = (__u32)h->l7_segs[d] + 1;
+				__u32 bytes = (__u32)h->l7_bytes[d] + p.payload_len;
 				if (seg > cfg_l7_max_segments || bytes > cfg_l7_max_bytes) {
-					e->l7_pending[d] = 0;
-				} else {
-					l7 = e->l7_pending[d];
+					h->l7_pending[d] = 0;
+							} else {
+					l7 = h->l7_pending[d];
 					l7_cont = 1;
-					e->l7_segs[d] = seg;
-					e->l7_bytes[d] = bytes;
+					h->l7_segs[d] = seg;
+					h->l7_bytes[d] = bytes;
 					a.l7_segment = seg;
 				}
 			} else {
 				l7 = http_head(skb, &p);
 				if (l7) {
-					e->l7_segs[d] = 0;
-					e->l7_bytes[d] = p.payload_len > 0xffff ? 0xffff : p.payload_len;
+					h->l7_segs[d] = 0;
+					h->l7_bytes[d] = p.payload_len > 0xffff ? 0xffff : p.payload_len;
 				}
 			}
 		}
@@ -1091,7 +1128,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (l7 == WEBB_L7_DNS && skb->mark == WEBB_REINJECT_MARK)
 		l7 = WEBB_L7_NONE; /* a held answer put back: its record went out when it was held */
 	else if (l7 == WEBB_L7_DNS && dir == WEBB_DIR_EGRESS && p.sport == 53 &&
-		 e->verdict != WEBB_VERDICT_DROP && skb->len <= WEBB_CAP_MAX &&
+		 h->verdict != WEBB_VERDICT_DROP && skb->len <= WEBB_CAP_MAX &&
 		 bpf_map_lookup_elem(&FQDN_HOLD, &a.dst_id) &&
 		 (p.proto == IPPROTO_UDP ||
 		  (p.proto == IPPROTO_TCP && webb_dns_tcp_whole(skb, p.payload_off, p.payload_len))))
@@ -1111,16 +1148,16 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		a.cap = skb->len; /* the whole frame, to put back */
 	}
 
-	if (e->verdict == WEBB_VERDICT_DROP) {
+	if (h->verdict == WEBB_VERDICT_DROP) {
 		a.kind = WEBB_EV_DROP;
 		a.scan = 0;
-		emit(skb, &p, &a, c);
+		webb_emit(skb, &p, &a);
 		if (is_new)
 			bpf_map_update_elem(&CT, &k, &ne, BPF_ANY);
 		return TC_ACT_SHOT;
 	}
 	if (want) {
-		found = emit(skb, &p, &a, c);
+		found = webb_emit(skb, &p, &a);
 		if (hold && found) {
 			if (is_new)
 				bpf_map_update_elem(&CT, &k, &ne, BPF_ANY);
@@ -1130,9 +1167,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		 * and counted). */
 		if (a.scan) {
 			if (found)
-				e->l7_pending[d] = 0;
+				h->l7_pending[d] = 0;
 			else if (!l7_cont)
-				e->l7_pending[d] = l7;
+				h->l7_pending[d] = l7;
 		}
 	}
 	if (is_new)
@@ -1158,7 +1195,7 @@ int webb_tc_egress(struct __sk_buff *skb)
 SEC("classifier/policy_probe")
 int webb_tc_policy_probe(struct __sk_buff *skb)
 {
-	struct ct_entry e = {};
+	struct ct_hook e = {};
 	struct pkt p;
 
 	__builtin_memset(&p, 0, sizeof(p));

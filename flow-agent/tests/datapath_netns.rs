@@ -296,6 +296,156 @@ fn ipv6_udp_between_namespaces_is_observed_both_ways() {
     drop(topo);
 }
 
+/// `cli` ↔ `node` ↔ `srv`: the node routes between two veths, as between two pods of one node.
+/// The srv-side veth has a fixed index, so no index of the node's two veths can equal it.
+struct Routed {
+    cli: String,
+    node: String,
+    srv: String,
+}
+
+impl Routed {
+    fn new(tag: &str) -> Routed {
+        let id = std::process::id();
+        let t = Routed {
+            cli: format!("wbt{id}{tag}c"),
+            node: format!("wbt{id}{tag}n"),
+            srv: format!("wbt{id}{tag}s"),
+        };
+        for ns in [&t.cli, &t.node, &t.srv] {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&[
+            "-n", &t.cli, "link", "add", "eth0", "type", "veth", "peer", "name", "vcli", "netns",
+            &t.node,
+        ]);
+        ip(&[
+            "-n", &t.srv, "link", "add", "eth0", "index", "4001", "type", "veth", "peer", "name",
+            "vsrv", "netns", &t.node,
+        ]);
+        for (ns, dev, addr) in [
+            (&t.cli, "eth0", "198.18.24.1/24"),
+            (&t.node, "vcli", "198.18.24.254/24"),
+            (&t.srv, "eth0", "198.18.25.1/24"),
+            (&t.node, "vsrv", "198.18.25.254/24"),
+        ] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        ip(&[
+            "-n",
+            &t.cli,
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.18.24.254",
+        ]);
+        ip(&[
+            "-n",
+            &t.srv,
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.18.25.254",
+        ]);
+        let fwd = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &t.node,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ])
+            .status()
+            .expect("run sysctl");
+        assert!(fwd.success(), "enable forwarding in {}", t.node);
+        t
+    }
+}
+
+impl Drop for Routed {
+    fn drop(&mut self) {
+        for ns in [&self.cli, &self.node, &self.srv] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn a_routed_connection_is_one_conntrack_entry_for_two_hooks_and_each_hook_reports_it() {
+    // The datagram crosses three watched interfaces: the node's veth to the client (ingress),
+    // its veth to the server (egress), then the server's own interface (ingress). The first two
+    // share one conntrack entry (one slot each); the third keys an entry of its own.
+    let topo = Routed::new("r");
+    let mut dp = load();
+    dp.set_ipcache(&[
+        ("198.18.24.1/32".parse().unwrap(), 5001),
+        ("198.18.25.1/32".parse().unwrap(), 5002),
+    ])
+    .unwrap();
+    let node = Topology::path(&topo.node);
+    let hooks = [
+        dp.attach("vcli", Some(&node)).unwrap().ifindex,
+        dp.attach("vsrv", Some(&node)).unwrap().ifindex,
+        dp.attach("eth0", Some(&Topology::path(&topo.srv)))
+            .unwrap()
+            .ifindex,
+    ];
+    assert_eq!(hooks[2], 4001);
+
+    let srv = Topology::within(&topo.srv, || UdpSocket::bind("198.18.25.1:7100").unwrap());
+    let cli = Topology::within(&topo.cli, || UdpSocket::bind("198.18.24.1:0").unwrap());
+    srv.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    cli.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let before = dp.counters().unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..3 {
+        cli.send_to(b"ping", "198.18.25.1:7100").unwrap();
+        let (n, from) = srv.recv_from(&mut buf).unwrap();
+        srv.send_to(&buf[..n], from).unwrap();
+        cli.recv_from(&mut buf).unwrap();
+    }
+    let after = dp.counters().unwrap();
+    let recs = dp.drain_events().unwrap();
+    let evs: Vec<RawEvent<'_>> = recs
+        .iter()
+        .map(|r| RawEvent::parse(r).unwrap())
+        .filter(|e| e.l4_proto == 17 && (e.sport == 7100 || e.dport == 7100))
+        .collect();
+    let seen: Vec<(u32, Direction, CtState, bool)> = evs
+        .iter()
+        .map(|e| (e.ifindex, e.direction, e.ct_state, e.is_reply))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (hooks[0], Direction::Ingress, CtState::New, false),
+            (hooks[1], Direction::Egress, CtState::New, false),
+            (hooks[2], Direction::Ingress, CtState::New, false),
+            (hooks[2], Direction::Egress, CtState::Reply, true),
+            (hooks[1], Direction::Ingress, CtState::Reply, true),
+            (hooks[0], Direction::Egress, CtState::Reply, true),
+        ],
+        "the first datagram each way at each hook; the other two exchanges add nothing"
+    );
+    assert!(
+        evs.iter()
+            .all(|e| (e.src_identity, e.dst_identity) == (5001, 5002)
+                || (e.src_identity, e.dst_identity) == (5002, 5001)),
+        "{evs:#?}"
+    );
+    assert_eq!(
+        after.ct_new - before.ct_new,
+        2,
+        "one entry shared by the node's two hooks, one for the server's interface"
+    );
+    drop(topo);
+}
+
 #[test]
 fn interfaces_are_followed_when_they_disappear_and_reappear() {
     let topo = Topology::new("r", "198.18.22");
