@@ -132,6 +132,23 @@ fn main() {
             .map(|_| single_runs(&newdp, prog, flows, SINGLE).as_nanos() as f64 / SINGLE as f64)
             .fold(f64::INFINITY, f64::min)
     };
+    // The same established packet with a record written for it: what one record costs. Runs of
+    // 8192 records (1.5 MB) with pauses, so the reader empties the 4 MB ring between them.
+    let every_start = every.counters().unwrap();
+    let recorded = (0..10)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            let (_, d) = every
+                .test_run(TcProgram::Egress, &est, 8192)
+                .expect("test_run");
+            d.as_nanos() as f64
+        })
+        .fold(f64::INFINITY, f64::min);
+    let every_end = every.counters().unwrap();
+    let (every_records, every_lost) = (
+        every_end.events - every_start.events,
+        every_end.ring_fail - every_start.ring_fail,
+    );
     let before_new = newdp.counters().unwrap();
     let empty_single = per_run(TcProgram::Empty, &mut new_flows);
     let new_flow = per_run(TcProgram::Egress, &mut new_flows);
@@ -160,6 +177,10 @@ fn main() {
         } else {
             "MISSED"
         }
+    );
+    println!(
+        "  established, with a record   {recorded:8.1} ns/pkt   record {:6.1} ns  ({every_records} records written, {every_lost} lost)",
+        recorded - established
     );
     println!("  empty, one run per packet    {empty_single:8.1} ns/pkt   (baseline of new_flow)");
     println!(

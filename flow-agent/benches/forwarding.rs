@@ -45,6 +45,25 @@ const COUNTED: [&str; 4] = [
 /// Destination ports the blaster cycles through, one receiving socket each.
 const DST_PORTS: [u16; 8] = [9, 10, 11, 12, 13, 14, 15, 16];
 
+/// `kernel.bpf_stats_enabled` set to 1, and back to what it was when dropped (a panic too).
+struct BpfStats(String);
+
+impl BpfStats {
+    const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    fn enable() -> BpfStats {
+        let was = std::fs::read_to_string(Self::SYSCTL).unwrap_or_else(|_| "0".into());
+        std::fs::write(Self::SYSCTL, "1").expect("enable BPF run-time stats");
+        BpfStats(was.trim().to_string())
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::SYSCTL, &self.0);
+    }
+}
+
 struct Path {
     sender_ns: String,
     src: std::net::Ipv4Addr,
@@ -179,12 +198,8 @@ fn main() {
     let mut cpu_ns = 0u64;
     // WEBB_BPF_STATS=1: the kernel times the TC programs during the agent rounds (it costs two
     // clock reads per run, so the ratio is not measured that way).
-    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
     let bpf_stats = std::env::var_os("WEBB_BPF_STATS").is_some();
-    let stats_were = std::fs::read_to_string(STATS).unwrap_or_default();
-    if bpf_stats {
-        std::fs::write(STATS, "1").expect("enable BPF run-time stats");
-    }
+    let stats_guard = bpf_stats.then(BpfStats::enable);
     let (mut prog_ns, mut prog_runs) = (0u64, 0u64);
     for i in 0..ROUNDS {
         let agent = Agent::start(&topo, &node, &["--ring-capacity", "65535"]);
@@ -229,9 +244,7 @@ fn main() {
         baseline.push(path.round());
     }
     g.finish();
-    if bpf_stats {
-        let _ = std::fs::write(STATS, stats_were.trim());
-    }
+    drop(stats_guard);
 
     let delta = |k: &str| totals.get(k).copied().unwrap_or(0.0);
     let (b, a) = (median(baseline.clone()), median(attached.clone()));
