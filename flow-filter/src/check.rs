@@ -47,8 +47,9 @@ fn one_line(e: &regex::Error) -> String {
         .join(" ")
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Side {
+/// Which endpoint of a flow a check reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
     Source,
     Destination,
 }
@@ -483,6 +484,18 @@ fn request_path(url: &str) -> Option<Cow<'_, str>> {
     Some(percent_encoding::percent_decode_str(path).decode_utf8_lossy())
 }
 
+/// A check a flow store can apply to its columns (see [`crate::Prefilter`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Narrowing {
+    /// The flow's verdict is one of these.
+    Verdict(Vec<i32>),
+    /// The endpoint's security identity is one of these.
+    Identity(Side, Vec<u32>),
+    /// The endpoint's namespace equals one pair's namespace (never empty) and its pod name
+    /// starts with that pair's prefix.
+    Pod(Side, Vec<(String, String)>),
+}
+
 /// A compiled FlowFilter: all checks must hold.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CompiledFilter {
@@ -493,6 +506,30 @@ impl CompiledFilter {
     #[inline]
     pub fn matches(&self, f: &Flow) -> bool {
         self.checks.iter().all(|c| c.matches(f))
+    }
+
+    /// The checks a store can test on its columns before decoding a flow (all must hold for
+    /// the filter to match; empty when none can).
+    pub fn narrowings(&self) -> Vec<Narrowing> {
+        self.checks
+            .iter()
+            .filter_map(|c| match c {
+                Check::Verdict(v) => Some(Narrowing::Verdict(v.clone())),
+                Check::Identity(side, ids) => Some(Narrowing::Identity(*side, ids.clone())),
+                // A pod in no namespace (`/name`) matches flows whose endpoint names none,
+                // which a store may keep as null: not narrowed.
+                Check::Pod(side, names) if names.iter().all(|n| !n.namespace.is_empty()) => {
+                    Some(Narrowing::Pod(
+                        *side,
+                        names
+                            .iter()
+                            .map(|n| (n.namespace.clone(), n.prefix.clone()))
+                            .collect(),
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn compile(ff: &FlowFilter) -> Result<Self, FieldError> {

@@ -48,6 +48,16 @@ use std::fmt;
 use webb_proto::flow::{Flow, FlowFilter};
 
 use check::CompiledFilter;
+pub use check::{Narrowing, Side};
+
+/// A condition on a flow's stored columns that every flow the whitelist accepts meets: any of
+/// the groups, each group all of its narrowings. A superset, never exact (the blacklist and the
+/// checks a store cannot test are left out): a store narrows its scan with it, and the exact
+/// [`FlowFilters::matches`] still runs on what is left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefilter {
+    pub any_of: Vec<Vec<Narrowing>>,
+}
 
 /// Which list of a request a filter came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +190,20 @@ impl FlowFilters {
     pub fn matches(&self, flow: &Flow) -> bool {
         (self.whitelist.is_empty() || self.whitelist.iter().any(|f| f.matches(flow)))
             && !self.blacklist.iter().any(|f| f.matches(flow))
+    }
+
+    /// What a store can narrow its scan by, or `None` when some whitelisted filter has no
+    /// check a store can test (or the whitelist is empty): then every row must be read.
+    pub fn prefilter(&self) -> Option<Prefilter> {
+        if self.whitelist.is_empty() {
+            return None;
+        }
+        let any_of = self
+            .whitelist
+            .iter()
+            .map(|f| Some(f.narrowings()).filter(|n| !n.is_empty()))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Prefilter { any_of })
     }
 
     /// True when both lists are empty, i.e. every flow passes.

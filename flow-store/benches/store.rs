@@ -23,11 +23,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
+use flow_filter::FlowFilters;
 use flow_store::generator::FlowGenerator;
 use flow_store::{FlowBatchBuilder, FlowQuery, FlowStore, MapQuery, StoreConfig};
 use prost::Message;
 use webb_proto::Timestamp;
-use webb_proto::flow::Flow;
+use webb_proto::flow::{Flow, FlowFilter};
 
 // The allocator of webb-relay, where the store runs: glibc's malloc costs a third of the
 // store's CPU in these benches.
@@ -400,15 +401,16 @@ fn queries() {
     };
     // Pod 8 serves (every 8th pod is a server): ~1/250 of all flows. Pod 3 is a client only:
     // ~1/2000 of all flows, so its newest flows are spread over the whole hour.
-    let (_, busy) = g.pod_name(8);
-    let (_, quiet) = g.pod_name(3);
+    let busy = g.pod_name(8);
+    let quiet = g.pod_name(3);
     let budget = Duration::from_secs(20);
 
     let last_hour_sql = format!(
         "SELECT time, source_pod, destination_pod, verdict, summary FROM flows \
-         WHERE time >= to_timestamp_nanos({}) AND (source_pod = '{busy}' OR destination_pod = '{busy}') \
+         WHERE time >= to_timestamp_nanos({}) AND (source_pod = '{pod}' OR destination_pod = '{pod}') \
          ORDER BY time DESC LIMIT 1000",
-        hour_ago.unix_nanos()
+        hour_ago.unix_nanos(),
+        pod = busy.1
     );
     measure(
         "last hour of one pod, SQL (POST /api/v1/sql, newest 1000)",
@@ -423,29 +425,51 @@ fn queries() {
         },
     );
     // What `GET /api/v1/flows?since=…&filter={"pod":[…]}` and `webb observe --since 1h --pod`
-    // do: read newest first in growing windows and keep what the Hubble filter accepts.
-    for (which, pod) in [("serving", &busy), ("client-only", &quiet)] {
-        for limit in [100, 1000] {
+    // do: read newest first in growing windows and keep what the Hubble filter accepts (the
+    // CLI's `--pod ns/name`: a source filter or a destination filter). With the prefilter the
+    // scan skips rows outside the pod's namespace and name prefix; without it (the baseline)
+    // every row of the windows is decoded and tested.
+    for (which, (namespace, pod)) in [("serving", &busy), ("client-only", &quiet)] {
+        let named = format!("{namespace}/{pod}");
+        let filters = FlowFilters::compile(
+            &[
+                FlowFilter {
+                    source_pod: vec![named.clone()],
+                    ..Default::default()
+                },
+                FlowFilter {
+                    destination_pod: vec![named],
+                    ..Default::default()
+                },
+            ],
+            &[],
+        )
+        .expect("the CLI's pod filter compiles");
+        for (limit, prefilter) in [
+            (100, filters.prefilter()),
+            (1000, filters.prefilter()),
+            (100, None),
+        ] {
             let q = FlowQuery {
                 since: Some(hour_ago),
                 until: Some(end),
                 limit: Some(limit),
                 newest_first: true,
+                prefilter: prefilter.clone(),
             };
-            let of_pod = |f: &Flow| {
-                [&f.source, &f.destination]
-                    .into_iter()
-                    .flatten()
-                    .any(|e| e.pod_name == **pod)
+            let how = if prefilter.is_some() {
+                "prefiltered"
+            } else {
+                "baseline: decode every row"
             };
             measure(
-                &format!("last hour of one {which} pod, flows API (newest {limit})"),
+                &format!("last hour of one {which} pod, flows API (newest {limit}, {how})"),
                 100.0,
                 (3, 20),
                 budget,
                 || {
                     let m = rt
-                        .block_on(store.query_flows_matching(&q, 5_000_000, &of_pod))
+                        .block_on(store.query_flows_matching(&q, 5_000_000, |f| filters.matches(f)))
                         .expect("bench history query runs");
                     format!("{} flows, {} rows scanned", m.flows.len(), m.scanned)
                 },

@@ -218,7 +218,7 @@ pub fn flow_schema() -> SchemaRef {
 // ---------------------------------------------------------------------------------------------
 // Enums by name.
 
-trait ProtoEnum: Sized + Copy + TryFrom<i32> {
+pub(crate) trait ProtoEnum: Sized + Copy + TryFrom<i32> {
     fn name(self) -> &'static str;
     fn from_name(s: &str) -> Option<Self>;
     fn int(self) -> i32;
@@ -244,7 +244,7 @@ proto_enum!(
     L7FlowType
 );
 
-fn enum_name<E: ProtoEnum>(v: i32) -> Cow<'static, str> {
+pub(crate) fn enum_name<E: ProtoEnum>(v: i32) -> Cow<'static, str> {
     match E::try_from(v) {
         Ok(e) => Cow::Borrowed(e.name()),
         Err(_) => Cow::Owned(v.to_string()),

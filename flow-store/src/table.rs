@@ -20,12 +20,13 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
+use flow_filter::{Narrowing, Prefilter, Side};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use webb_proto::Timestamp;
-use webb_proto::flow::Flow;
+use webb_proto::flow::{Flow, Verdict};
 
-use crate::schema::{SchemaError, TIME, flow_schema, flows_from_batch};
+use crate::schema::{SchemaError, TIME, enum_name, flow_schema, flows_from_batch};
 use crate::segment::Segment;
 use crate::store::{FlowStore, Shared};
 
@@ -221,6 +222,9 @@ pub struct FlowQuery {
     /// Newest first (Hubble's `--last N`), else oldest first (`--first N`, `--since`).
     /// The result is always in that order.
     pub newest_first: bool,
+    /// Rows that cannot match the caller's Hubble filter are skipped in the scan (pushed into
+    /// the Parquet reader), before any flow is decoded; the caller still applies the filter.
+    pub prefilter: Option<Prefilter>,
 }
 
 /// Flows that passed a filter, in the order asked for.
@@ -380,6 +384,7 @@ impl FlowStore {
                 until: Some(Timestamp::from_unix_nanos(end.max(0) as u64)),
                 limit: None,
                 newest_first: true,
+                prefilter: q.prefilter.clone(),
             };
             let mut stream = self.stream_flows(&part).await?;
             while let Some(f) = stream.next().await {
@@ -411,11 +416,56 @@ impl FlowStore {
         if let Some(u) = &q.until {
             df = df.filter(col(TIME).lt(ts_lit(u)))?;
         }
+        if let Some(p) = &q.prefilter {
+            df = df.filter(prefilter_expr(p))?;
+        }
         df = df.sort(vec![col(TIME).sort(!q.newest_first, false)])?;
         if q.limit.is_some() {
             df = df.limit(0, q.limit)?;
         }
         Ok(df)
+    }
+}
+
+/// The columns' form of a Hubble prefilter: any group, each group all of its narrowings.
+fn prefilter_expr(p: &Prefilter) -> Expr {
+    p.any_of
+        .iter()
+        .map(|group| conjunction(group.iter().map(narrowing_expr)).unwrap_or(lit(true)))
+        .reduce(Expr::or)
+        .unwrap_or(lit(true))
+}
+
+fn narrowing_expr(n: &Narrowing) -> Expr {
+    let side = |s: &Side| match s {
+        Side::Source => "source",
+        Side::Destination => "destination",
+    };
+    match n {
+        Narrowing::Verdict(v) => col("verdict").in_list(
+            v.iter()
+                .map(|v| lit(enum_name::<Verdict>(*v).into_owned()))
+                .collect(),
+            false,
+        ),
+        Narrowing::Identity(s, ids) => col(format!("{}_identity", side(s)))
+            .in_list(ids.iter().map(|id| lit(*id)).collect(), false),
+        Narrowing::Pod(s, names) => names
+            .iter()
+            .map(|(namespace, prefix)| {
+                let in_namespace =
+                    col(format!("{}_namespace", side(s))).eq(lit(namespace.as_str()));
+                // LIKE's wildcards and escape cannot appear in a pod name; a prefix with them
+                // is left to the exact filter.
+                if prefix.is_empty() || prefix.contains(['%', '_', '\\']) {
+                    in_namespace
+                } else {
+                    in_namespace
+                        .and(col(format!("{}_pod", side(s))).like(lit(format!("{prefix}%"))))
+                }
+            })
+            .reduce(Expr::or)
+            .unwrap_or(lit(false)),
     }
 }
 

@@ -320,6 +320,7 @@ async fn flows(
         until: Some(until),
         limit: Some(limit),
         newest_first: true,
+        prefilter: filters.prefilter(),
     };
     let mut found = store
         .query_flows_matching(&q, FLOWS_SCAN_LIMIT, |f| filters.matches(f))

@@ -204,6 +204,7 @@ impl History for StoreHistory {
                 .limit
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             newest_first: request.newest_first,
+            prefilter: filters.prefilter(),
         };
         if request.newest_first {
             let mut found = self
