@@ -19,8 +19,8 @@ use arrow::array::{
     Array, ArrayBuilder, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder,
     DictionaryArray, Int32Array, Int32Builder, LargeStringArray, ListArray, ListBuilder,
     RecordBatch, StringArray, StringBuilder, StringViewArray, StructArray,
-    TimestampNanosecondArray, TimestampNanosecondBuilder, UInt32Array, UInt32Builder, UInt64Array,
-    UInt64Builder,
+    TimestampNanosecondArray, TimestampNanosecondBuilder, UInt8Builder, UInt32Array, UInt32Builder,
+    UInt64Array, UInt64Builder,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Int32Type, Schema, SchemaRef, TimeUnit};
@@ -34,6 +34,8 @@ use webb_proto::flow::{
 use webb_proto::pbjson_types::BoolValue;
 use webb_proto::webb_v1::{DefaultDenyAttribution, FlowExtras, KernelDropReason, StageLoss};
 use webb_proto::{Timestamp, extras};
+
+use crate::uuid::{self as uuid_cols, UUID, UUID_HEAD, UUID_TAIL, UUID_TEXT, UuidCols};
 
 /// Name of the time column (nanoseconds since the epoch, UTC).
 pub const TIME: &str = "time";
@@ -121,7 +123,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
             true,
         ),
-        Field::new("uuid", DataType::Utf8, true),
+        Field::new(UUID, DataType::Utf8, true),
         Field::new("node_name", dict(), true),
         Field::new("node_labels", list(DataType::Utf8), true),
         Field::new("verdict", dict(), true),
@@ -210,9 +212,35 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(fields))
 });
 
-/// The schema of table `flows` and of every Parquet file of the store.
+/// [`SCHEMA`] with `uuid` stored as its three columns (see [`crate::uuid`]).
+static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let fields: Vec<Field> = SCHEMA
+        .fields()
+        .iter()
+        .flat_map(|f| {
+            if f.name() == UUID {
+                vec![
+                    Field::new(UUID_HEAD, dict(), true),
+                    Field::new(UUID_TAIL, DataType::UInt8, true),
+                    Field::new(UUID_TEXT, DataType::Utf8, true),
+                ]
+            } else {
+                vec![f.as_ref().clone()]
+            }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+});
+
+/// The schema of table `flows`.
 pub fn flow_schema() -> SchemaRef {
     SCHEMA.clone()
+}
+
+/// The schema of the store's Parquet files and of the batches [`FlowBatchBuilder`] makes:
+/// [`flow_schema`] with `uuid` stored as `uuid_head`, `uuid_tail` and `uuid_text`.
+pub fn file_schema() -> SchemaRef {
+    FILE_SCHEMA.clone()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -652,11 +680,13 @@ impl EndpointCols {
 }
 
 /// Collects flows column by column; [`finish`](Self::finish) turns them into one RecordBatch of
-/// [`flow_schema`] and leaves the builder empty for the next batch.
+/// [`file_schema`] and leaves the builder empty for the next batch.
 pub struct FlowBatchBuilder {
     rows: usize,
     time: TimestampNanosecondBuilder,
-    uuid: StringBuilder,
+    uuid_head: Dict,
+    uuid_tail: UInt8Builder,
+    uuid_text: StringBuilder,
     node_name: Dict,
     node_labels: StrList,
     verdict: Dict,
@@ -859,7 +889,9 @@ impl FlowBatchBuilder {
         Self {
             rows: 0,
             time: TimestampNanosecondBuilder::new().with_timezone("UTC"),
-            uuid: StringBuilder::new(),
+            uuid_head: Dict::new(),
+            uuid_tail: UInt8Builder::new(),
+            uuid_text: StringBuilder::new(),
             node_name: Dict::new(),
             node_labels: StrList::new(),
             verdict: Dict::new(),
@@ -948,7 +980,18 @@ impl FlowBatchBuilder {
                 .append_value(t.seconds.saturating_mul(1_000_000_000) + i64::from(t.nanos)),
             None => self.time.append_null(),
         }
-        self.uuid.append_value(&flow.uuid);
+        match uuid_cols::split(&flow.uuid) {
+            Some((head, tail)) => {
+                self.uuid_head.append_value(head);
+                self.uuid_tail.append_value(tail);
+                self.uuid_text.append_null();
+            }
+            None => {
+                self.uuid_head.append_null();
+                self.uuid_tail.append_null();
+                self.uuid_text.append_value(&flow.uuid);
+            }
+        }
         self.node_name.append_value(&flow.node_name);
         self.node_labels.push(Some(&flow.node_labels));
         self.verdict.append_enum::<Verdict>(flow.verdict);
@@ -1184,12 +1227,14 @@ impl FlowBatchBuilder {
         self.loss_off.close(self.loss_stage.len());
     }
 
-    /// The rows appended so far as one batch of [`flow_schema`]; the builder starts over.
+    /// The rows appended so far as one batch of [`file_schema`]; the builder starts over.
     pub fn finish(&mut self) -> RecordBatch {
         self.rows = 0;
-        let mut c: Vec<ArrayRef> = Vec::with_capacity(SCHEMA.fields().len());
+        let mut c: Vec<ArrayRef> = Vec::with_capacity(FILE_SCHEMA.fields().len());
         c.push(Arc::new(self.time.finish()));
-        c.push(Arc::new(self.uuid.finish()));
+        c.push(self.uuid_head.finish_array());
+        c.push(Arc::new(self.uuid_tail.finish()));
+        c.push(Arc::new(self.uuid_text.finish()));
         c.push(self.node_name.finish_array());
         c.push(self.node_labels.finish());
         c.push(self.verdict.finish_array());
@@ -1268,7 +1313,7 @@ impl FlowBatchBuilder {
         ));
         c.push(Arc::new(self.residual.finish()));
         // The columns are built in schema order above; a mismatch is a bug caught by every test.
-        RecordBatch::try_new(SCHEMA.clone(), c).expect("builder columns match flow_schema")
+        RecordBatch::try_new(FILE_SCHEMA.clone(), c).expect("builder columns match file_schema")
     }
 }
 
@@ -1584,12 +1629,34 @@ impl EndpointRead<'_> {
     }
 }
 
-/// Reads a batch of [`flow_schema`] (or any projection holding all its columns, in any order,
-/// with strings in any Arrow string encoding) back into flows.
+/// A batch's uuids: the text of table `flows`, or the stored columns.
+enum Uuid<'a> {
+    Text(Str<'a>),
+    Split(UuidCols<'a>),
+}
+
+impl Uuid<'_> {
+    fn string(&self, i: usize) -> String {
+        match self {
+            Uuid::Text(s) => s.string(i),
+            Uuid::Split(s) => s.string(i),
+        }
+    }
+}
+
+/// Reads a batch of [`flow_schema`] or [`file_schema`] (or any projection holding all its
+/// columns, in any order, with strings in any Arrow string encoding) back into flows.
 pub fn flows_from_batch(batch: &RecordBatch) -> Result<Vec<Flow>, SchemaError> {
     let c = Cols { batch };
     let time: &TimestampNanosecondArray = c.typed(TIME, "Timestamp(ns)")?;
-    let uuid = c.str("uuid")?;
+    let uuid = match batch.column_by_name(UUID) {
+        Some(text) => Uuid::Text(Str::of(text.as_ref(), UUID)?),
+        None => Uuid::Split(UuidCols::of(
+            c.col(UUID_HEAD)?.as_ref(),
+            c.col(UUID_TAIL)?.as_ref(),
+            c.col(UUID_TEXT)?.as_ref(),
+        )?),
+    };
     let node_name = c.str("node_name")?;
     let node_labels = c.list("node_labels")?;
     let verdict = c.str("verdict")?;
