@@ -43,7 +43,8 @@ const DAY_SECS: u64 = 86_400;
 /// change, so that a data set of the old flows (or files) is not measured as the new one.
 /// 3: service-map sidecars; 1 Mi-row groups, 100 Ki-row pages, prefix-delta text columns.
 /// 4: 128 Ki-row groups again.
-const DATA_SET_VERSION: u32 = 4;
+/// 5: UUIDs numbered per producer (each node's agent, the relay's L7 stages), as Webb does.
+const DATA_SET_VERSION: u32 = 5;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {

@@ -1,6 +1,14 @@
 //! Synthetic flows for tests and benchmarks: many pods in many namespaces talking TCP, UDP,
 //! ICMP, HTTP (requests and responses with latency and trace ids), DNS, and policy drops, at a
 //! steady rate from a start time. Deterministic: flow `i` is always the same.
+//!
+//! UUIDs are numbered the way Webb numbers them: each producer (the agent of each node, the
+//! relay's HTTP and DNS stages) counts its own flows from where its counter stood when the
+//! generator's time starts, so flow `i`'s number depends on how many earlier flows its
+//! producer made. Those counts are kept at checkpoints, which makes `flow(i)` cheap in order
+//! and for any `i` after the first call that reaches it.
+
+use std::sync::{Arc, Mutex};
 
 use webb_proto::Timestamp;
 use webb_proto::extras;
@@ -9,13 +17,37 @@ use webb_proto::sample;
 use webb_proto::webb_v1::{FlowExtras, KernelDropReason, StageLoss};
 
 /// A stream of synthetic flows. `pods` distinct pods over `pods / 10` namespaces (at least 1),
-/// one flow every `1e9 / rate_per_sec` ns from `start`.
+/// one flow every `1e9 / rate_per_sec` ns from `start`. The fields are read-only: the
+/// numbering of the UUIDs is cached for them.
 #[derive(Debug, Clone)]
 pub struct FlowGenerator {
     pub pods: usize,
     pub start: Timestamp,
     pub rate_per_sec: u64,
     next: usize,
+    counts: Arc<Mutex<Counts>>,
+}
+
+/// Nodes the flows are observed on: a flow's source pod decides its node.
+const NODES: usize = 16;
+/// Producers of UUIDs: one agent per node, then the relay's HTTP and DNS stages (each of
+/// the relay's L7 parsers has its own `FlowIds`).
+const PRODUCERS: usize = NODES + 2;
+const RELAY_HTTP: usize = NODES;
+const RELAY_DNS: usize = NODES + 1;
+/// Flows between two checkpoints of the producers' counts.
+const CHECKPOINT: usize = 4096;
+
+/// How many flows each producer made before a flow index.
+type ProducerCounts = [u64; PRODUCERS];
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Counts before flow `k * CHECKPOINT`.
+    checkpoints: Vec<ProducerCounts>,
+    /// Counts before flow `at` (the last index asked for, so that asking in order is cheap).
+    at: usize,
+    last: ProducerCounts,
 }
 
 fn mix64(mut x: u64) -> u64 {
@@ -33,7 +65,64 @@ impl FlowGenerator {
             start,
             rate_per_sec: rate_per_sec.max(1),
             next: 0,
+            counts: Arc::default(),
         }
+    }
+
+    /// Source and destination pod of flow `i` (`h` = `mix64(i)`).
+    fn endpoints(&self, h: u64) -> (usize, usize) {
+        // Clients talk mostly to a few servers, as in a real cluster.
+        let src = (h % self.pods as u64) as usize;
+        let dst = ((h >> 20) % (self.pods as u64 / 8 + 1)) as usize * 8 % self.pods;
+        let dst = if dst == src {
+            (dst + 1) % self.pods
+        } else {
+            dst
+        };
+        (src, dst)
+    }
+
+    /// Who numbers flow `i`: HTTP and DNS flows are made by the relay's L7 stages (the
+    /// indices `flow` gives them), the rest by the agent of the source pod's node.
+    fn producer(&self, i: usize) -> usize {
+        if is_dns(i) {
+            RELAY_DNS
+        } else if is_http(i) {
+            RELAY_HTTP
+        } else {
+            self.endpoints(mix64(i as u64)).0 % NODES
+        }
+    }
+
+    fn count(&self, from: usize, to: usize, counts: &mut ProducerCounts) {
+        for j in from..to {
+            counts[self.producer(j)] += 1;
+        }
+    }
+
+    /// How many flows each producer made before flow `i`.
+    fn counts_before(&self, i: usize) -> ProducerCounts {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if c.at <= i && i - c.at < CHECKPOINT {
+            let (at, mut last) = (c.at, c.last);
+            self.count(at, i, &mut last);
+            (c.at, c.last) = (i, last);
+            return last;
+        }
+        if c.checkpoints.is_empty() {
+            c.checkpoints.push([0; PRODUCERS]);
+        }
+        while c.checkpoints.len() <= i / CHECKPOINT {
+            let k = c.checkpoints.len();
+            let mut next = c.checkpoints[k - 1];
+            self.count((k - 1) * CHECKPOINT, k * CHECKPOINT, &mut next);
+            c.checkpoints.push(next);
+        }
+        let from = i / CHECKPOINT * CHECKPOINT;
+        let mut last = c.checkpoints[i / CHECKPOINT];
+        self.count(from, i, &mut last);
+        (c.at, c.last) = (i, last);
+        last
     }
 
     /// The namespace and pod name of pod `p`.
@@ -82,23 +171,19 @@ impl FlowGenerator {
 
     /// Flow `i`.
     pub fn flow(&self, i: usize) -> Flow {
+        let counts = self.counts_before(i);
+        self.flow_numbered(i, &counts)
+    }
+
+    /// Flow `i`, given how many flows each producer made before it.
+    fn flow_numbered(&self, i: usize, counts: &ProducerCounts) -> Flow {
         let h = mix64(i as u64);
-        let mut f = if i % 20 == 11 {
-            dns(i)
-        } else {
-            sample::mixed(i)
-        };
-        // Clients talk mostly to a few servers, as in a real cluster.
-        let src = (h % self.pods as u64) as usize;
-        let dst = ((h >> 20) % (self.pods as u64 / 8 + 1)) as usize * 8 % self.pods;
-        let dst = if dst == src {
-            (dst + 1) % self.pods
-        } else {
-            dst
-        };
+        let mut f = if is_dns(i) { dns(i) } else { sample::mixed(i) };
+        let (src, dst) = self.endpoints(h);
         f.time = Some(self.time(i));
-        f.node_name = format!("node-{}", src % 16);
-        f.uuid = uuid_like_webb(&f.node_name, f.l7.is_some(), i as u64);
+        f.node_name = format!("node-{}", src % NODES);
+        let producer = self.producer(i);
+        f.uuid = uuid_like_webb(producer, first_seq(producer) + counts[producer]);
         f.source = Some(self.endpoint(src));
         f.destination = Some(self.endpoint(dst));
         if let Some(ip) = f.ip.as_mut().filter(|ip| ip.ip_version == 1) {
@@ -141,7 +226,14 @@ impl FlowGenerator {
 
     /// Flows `start..start + n`.
     pub fn batch(&self, start: usize, n: usize) -> Vec<Flow> {
-        (start..start + n).map(|i| self.flow(i)).collect()
+        let mut counts = self.counts_before(start);
+        (start..start + n)
+            .map(|i| {
+                let f = self.flow_numbered(i, &counts);
+                counts[self.producer(i)] += 1;
+                f
+            })
+            .collect()
     }
 }
 
@@ -154,19 +246,36 @@ impl Iterator for FlowGenerator {
     }
 }
 
-/// UUIDs the way Webb makes them (see flow-agent's `FlowIds` and the relay's L7 stage): a
-/// version-8 UUID of a per-producer prefix (node hash, or the relay's for L7 flows) and a
-/// sequence number.
-fn uuid_like_webb(node: &str, by_relay: bool, seq: u64) -> String {
-    let prefix = if by_relay {
-        0x5eed_0000_0000_0001
-    } else {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a
-        for b in node.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+fn is_dns(i: usize) -> bool {
+    i % 20 == 11
+}
+
+/// Whether `sample::mixed(i)` is an HTTP request or response (a test keeps the two in step).
+fn is_http(i: usize) -> bool {
+    i % 10 >= 6
+}
+
+/// Where producer `p`'s counter stood at the generator's start: agents and relays have been
+/// running for different times (up to ~2^32 flows).
+fn first_seq(p: usize) -> u64 {
+    mix64(p as u64 ^ 0x5eed) >> 32
+}
+
+/// UUIDs the way Webb makes them (see flow-agent's `FlowIds` and the relay's L7 stages): a
+/// version-8 UUID of a per-producer prefix (from the node name's hash for an agent, a random
+/// one for each relay stage) and the producer's sequence number.
+fn uuid_like_webb(producer: usize, seq: u64) -> String {
+    let prefix = match producer {
+        RELAY_HTTP => 0x5eed_0000_0000_0001,
+        RELAY_DNS => 0x5eed_0000_0000_0002,
+        node => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a of the node name
+            for b in format!("node-{node}").bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            h
         }
-        h
     };
     format!(
         "{:08x}-{:04x}-8{:03x}-{:04x}-{:012x}",
@@ -205,6 +314,47 @@ mod tests {
 
     fn kernel_drop(f: &Flow) -> Option<KernelDropReason> {
         extras::unpack(f)?.ok()?.kernel_drop
+    }
+
+    #[test]
+    fn l7_flows_are_numbered_by_the_relay_and_the_rest_by_their_nodes_agent() {
+        let g = FlowGenerator::new(200, Timestamp::default(), 1000);
+        for (i, f) in g.batch(0, 400).iter().enumerate() {
+            let p = g.producer(i);
+            assert_eq!(p >= NODES, f.l7.is_some(), "flow {i}");
+            if p < NODES {
+                assert_eq!(f.node_name, format!("node-{p}"), "flow {i}");
+            }
+        }
+    }
+
+    fn seq(uuid: &str) -> u64 {
+        u64::from_str_radix(&uuid[24..], 16).unwrap()
+    }
+
+    /// Each producer counts its own flows: consecutive flows of one producer have consecutive
+    /// numbers under the same prefix, whatever order or batches they are asked for in.
+    #[test]
+    fn each_producer_numbers_its_flows_consecutively() {
+        let g = FlowGenerator::new(200, Timestamp::default(), 1000);
+        let n = 3 * CHECKPOINT + 100;
+        let flows = g.batch(0, n);
+        let mut last: std::collections::HashMap<usize, &str> = Default::default();
+        for (i, f) in flows.iter().enumerate() {
+            if let Some(prev) = last.insert(g.producer(i), &f.uuid) {
+                assert_eq!(prev[..24], f.uuid[..24], "flow {i}");
+                assert_eq!(seq(prev) + 1, seq(&f.uuid), "flow {i}");
+            }
+        }
+        assert_eq!(last.len(), PRODUCERS);
+        let fresh = FlowGenerator::new(200, Timestamp::default(), 1000);
+        for i in [n - 1, 5, 2 * CHECKPOINT + 7, CHECKPOINT, 6] {
+            assert_eq!(fresh.flow(i), flows[i], "flow {i} alone");
+        }
+        assert_eq!(
+            fresh.batch(CHECKPOINT - 3, 10),
+            flows[CHECKPOINT - 3..][..10]
+        );
     }
 
     #[test]

@@ -20,9 +20,11 @@ mod service_map;
 pub mod sql;
 mod store;
 mod table;
+pub mod uuid;
 
 pub use schema::{
-    FlowBatchBuilder, SchemaError, flow_schema, flows_from_batch, flows_to_batch, stored_form,
+    FlowBatchBuilder, SchemaError, file_schema, flow_schema, flows_from_batch, flows_to_batch,
+    stored_form,
 };
 pub use segment::{Segment, write_parquet};
 pub use service_map::{MapEdge, MapNode, MapQuery, ServiceMap};

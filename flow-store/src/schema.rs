@@ -16,11 +16,11 @@ use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder,
-    DictionaryArray, Int32Array, Int32Builder, LargeStringArray, ListArray, ListBuilder,
-    RecordBatch, StringArray, StringBuilder, StringViewArray, StructArray,
-    TimestampNanosecondArray, TimestampNanosecondBuilder, UInt32Array, UInt32Builder, UInt64Array,
-    UInt64Builder,
+    Array, ArrayBuilder, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray,
+    BooleanBuilder, DictionaryArray, Int32Array, Int32Builder, LargeStringArray, ListArray,
+    ListBuilder, RecordBatch, StringArray, StringBuilder, StringViewArray, StructArray,
+    TimestampNanosecondArray, TimestampNanosecondBuilder, UInt8Builder, UInt32Array, UInt32Builder,
+    UInt64Array, UInt64Builder,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Int32Type, Schema, SchemaRef, TimeUnit};
@@ -34,6 +34,8 @@ use webb_proto::flow::{
 use webb_proto::pbjson_types::BoolValue;
 use webb_proto::webb_v1::{DefaultDenyAttribution, FlowExtras, KernelDropReason, StageLoss};
 use webb_proto::{Timestamp, extras};
+
+use crate::uuid::{self as uuid_cols, UUID, UUID_HEAD, UUID_TAIL, UUID_TEXT, UuidCols};
 
 /// Name of the time column (nanoseconds since the epoch, UTC).
 pub const TIME: &str = "time";
@@ -121,7 +123,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
             true,
         ),
-        Field::new("uuid", DataType::Utf8, true),
+        Field::new(UUID, DataType::Utf8, true),
         Field::new("node_name", dict(), true),
         Field::new("node_labels", list(DataType::Utf8), true),
         Field::new("verdict", dict(), true),
@@ -210,9 +212,35 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(fields))
 });
 
-/// The schema of table `flows` and of every Parquet file of the store.
+/// [`SCHEMA`] with `uuid` stored as its three columns (see [`crate::uuid`]).
+static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let fields: Vec<Field> = SCHEMA
+        .fields()
+        .iter()
+        .flat_map(|f| {
+            if f.name() == UUID {
+                vec![
+                    Field::new(UUID_HEAD, dict(), true),
+                    Field::new(UUID_TAIL, DataType::UInt8, true),
+                    Field::new(UUID_TEXT, DataType::Utf8, true),
+                ]
+            } else {
+                vec![f.as_ref().clone()]
+            }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+});
+
+/// The schema of table `flows`.
 pub fn flow_schema() -> SchemaRef {
     SCHEMA.clone()
+}
+
+/// The schema of the store's Parquet files and of the batches [`FlowBatchBuilder`] makes:
+/// [`flow_schema`] with `uuid` stored as `uuid_head`, `uuid_tail` and `uuid_text`.
+pub fn file_schema() -> SchemaRef {
+    FILE_SCHEMA.clone()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,6 +401,7 @@ impl Dict {
     /// past [`DICT_KEEP_BYTES`]; returns whether it was dropped.
     fn finish(&mut self) -> (ArrayRef, bool) {
         let keys = self.keys.finish();
+        self.keys = Int32Builder::with_capacity(keys.len());
         let reset = self.values.values_slice().len() > DICT_KEEP_BYTES;
         let values = Arc::new(if reset {
             self.index.clear();
@@ -395,6 +424,42 @@ impl Dict {
 /// Text a [`Dict`] keeps from one batch to the next: enough for the names of a few thousand
 /// pods, small enough that the copy each unflushed batch holds does not matter.
 const DICT_KEEP_BYTES: usize = 64 << 10;
+
+/// A column builder that starts over with room for a batch like the one it just finished:
+/// `finish` leaves Arrow's builders empty, and growing them again by doubling from nothing
+/// copied every column about once more and touched fresh memory for each batch.
+trait Refill {
+    fn finish_refill(&mut self) -> ArrayRef;
+}
+
+/// Text of the next batch may be a little longer than the last one's.
+fn with_headroom(bytes: usize) -> usize {
+    bytes + bytes / 8
+}
+
+impl<T: arrow::datatypes::ArrowPrimitiveType> Refill for arrow::array::PrimitiveBuilder<T> {
+    fn finish_refill(&mut self) -> ArrayRef {
+        let a = self.finish();
+        *self = Self::with_capacity(a.len()).with_data_type(a.data_type().clone());
+        Arc::new(a)
+    }
+}
+
+impl Refill for BooleanBuilder {
+    fn finish_refill(&mut self) -> ArrayRef {
+        let a = self.finish();
+        *self = Self::with_capacity(a.len());
+        Arc::new(a)
+    }
+}
+
+impl<T: arrow::datatypes::ByteArrayType> Refill for arrow::array::GenericByteBuilder<T> {
+    fn finish_refill(&mut self) -> ArrayRef {
+        let a = self.finish();
+        *self = Self::with_capacity(a.len(), with_headroom(a.value_data().len()));
+        Arc::new(a)
+    }
+}
 
 struct StrList {
     b: ListBuilder<StringBuilder>,
@@ -425,7 +490,13 @@ impl StrList {
         self.b.append(false);
     }
     fn finish(&mut self) -> ArrayRef {
-        Arc::new(self.b.finish())
+        let a = self.b.finish();
+        let items = a.values().as_string::<i32>();
+        self.b = ListBuilder::with_capacity(
+            StringBuilder::with_capacity(items.len(), with_headroom(items.value_data().len())),
+            a.len(),
+        );
+        Arc::new(a)
     }
 }
 
@@ -624,8 +695,8 @@ impl EndpointCols {
         }
     }
     fn finish(&mut self, out: &mut Vec<ArrayRef>) {
-        out.push(Arc::new(self.id.finish()));
-        out.push(Arc::new(self.identity.finish()));
+        out.push(self.id.finish_refill());
+        out.push(self.identity.finish_refill());
         let mut reset = false;
         for d in [
             &mut self.cluster,
@@ -652,11 +723,13 @@ impl EndpointCols {
 }
 
 /// Collects flows column by column; [`finish`](Self::finish) turns them into one RecordBatch of
-/// [`flow_schema`] and leaves the builder empty for the next batch.
+/// [`file_schema`] and leaves the builder empty for the next batch.
 pub struct FlowBatchBuilder {
     rows: usize,
     time: TimestampNanosecondBuilder,
-    uuid: StringBuilder,
+    uuid_head: Dict,
+    uuid_tail: UInt8Builder,
+    uuid_text: StringBuilder,
     node_name: Dict,
     node_labels: StrList,
     verdict: Dict,
@@ -859,7 +932,9 @@ impl FlowBatchBuilder {
         Self {
             rows: 0,
             time: TimestampNanosecondBuilder::new().with_timezone("UTC"),
-            uuid: StringBuilder::new(),
+            uuid_head: Dict::new(),
+            uuid_tail: UInt8Builder::new(),
+            uuid_text: StringBuilder::new(),
             node_name: Dict::new(),
             node_labels: StrList::new(),
             verdict: Dict::new(),
@@ -948,7 +1023,18 @@ impl FlowBatchBuilder {
                 .append_value(t.seconds.saturating_mul(1_000_000_000) + i64::from(t.nanos)),
             None => self.time.append_null(),
         }
-        self.uuid.append_value(&flow.uuid);
+        match uuid_cols::split(&flow.uuid) {
+            Some((head, tail)) => {
+                self.uuid_head.append_value(head);
+                self.uuid_tail.append_value(tail);
+                self.uuid_text.append_null();
+            }
+            None => {
+                self.uuid_head.append_null();
+                self.uuid_tail.append_null();
+                self.uuid_text.append_value(&flow.uuid);
+            }
+        }
         self.node_name.append_value(&flow.node_name);
         self.node_labels.push(Some(&flow.node_labels));
         self.verdict.append_enum::<Verdict>(flow.verdict);
@@ -1184,91 +1270,93 @@ impl FlowBatchBuilder {
         self.loss_off.close(self.loss_stage.len());
     }
 
-    /// The rows appended so far as one batch of [`flow_schema`]; the builder starts over.
+    /// The rows appended so far as one batch of [`file_schema`]; the builder starts over.
     pub fn finish(&mut self) -> RecordBatch {
         self.rows = 0;
-        let mut c: Vec<ArrayRef> = Vec::with_capacity(SCHEMA.fields().len());
-        c.push(Arc::new(self.time.finish()));
-        c.push(Arc::new(self.uuid.finish()));
+        let mut c: Vec<ArrayRef> = Vec::with_capacity(FILE_SCHEMA.fields().len());
+        c.push(self.time.finish_refill());
+        c.push(self.uuid_head.finish_array());
+        c.push(self.uuid_tail.finish_refill());
+        c.push(self.uuid_text.finish_refill());
         c.push(self.node_name.finish_array());
         c.push(self.node_labels.finish());
         c.push(self.verdict.finish_array());
-        c.push(Arc::new(self.drop_reason.finish()));
+        c.push(self.drop_reason.finish_refill());
         c.push(self.drop_reason_desc.finish_array());
         c.push(self.flow_type.finish_array());
-        c.push(Arc::new(self.event_type.finish()));
-        c.push(Arc::new(self.event_sub_type.finish()));
-        c.push(Arc::new(self.eth_src.finish()));
-        c.push(Arc::new(self.eth_dst.finish()));
-        c.push(Arc::new(self.ip_src.finish()));
-        c.push(Arc::new(self.ip_src_xlated.finish()));
-        c.push(Arc::new(self.ip_dst.finish()));
+        c.push(self.event_type.finish_refill());
+        c.push(self.event_sub_type.finish_refill());
+        c.push(self.eth_src.finish_refill());
+        c.push(self.eth_dst.finish_refill());
+        c.push(self.ip_src.finish_refill());
+        c.push(self.ip_src_xlated.finish_refill());
+        c.push(self.ip_dst.finish_refill());
         c.push(self.ip_version.finish_array());
-        c.push(Arc::new(self.ip_encrypted.finish()));
+        c.push(self.ip_encrypted.finish_refill());
         c.push(self.l4_protocol.finish_array());
-        c.push(Arc::new(self.src_port.finish()));
-        c.push(Arc::new(self.dst_port.finish()));
+        c.push(self.src_port.finish_refill());
+        c.push(self.dst_port.finish_refill());
         c.push(self.tcp_flags.finish_array());
-        c.push(Arc::new(self.icmp_type.finish()));
-        c.push(Arc::new(self.icmp_code.finish()));
+        c.push(self.icmp_type.finish_refill());
+        c.push(self.icmp_code.finish_refill());
         self.source.finish(&mut c);
         self.destination.finish(&mut c);
         c.push(self.traffic_direction.finish_array());
         c.push(self.observation_point.finish_array());
         c.push(self.trace_reason.finish_array());
-        c.push(Arc::new(self.is_reply.finish()));
-        c.push(Arc::new(self.reply.finish()));
-        c.push(Arc::new(self.policy_match_type.finish()));
-        c.push(Arc::new(self.if_index.finish()));
+        c.push(self.is_reply.finish_refill());
+        c.push(self.reply.finish_refill());
+        c.push(self.policy_match_type.finish_refill());
+        c.push(self.if_index.finish_refill());
         c.push(self.if_name.finish_array());
         c.push(self.l7_type.finish_array());
-        c.push(Arc::new(self.l7_latency.finish()));
+        c.push(self.l7_latency.finish_refill());
         c.push(self.http_method.finish_array());
-        c.push(Arc::new(self.http_code.finish()));
-        c.push(Arc::new(self.http_url.finish()));
+        c.push(self.http_code.finish_refill());
+        c.push(self.http_url.finish_refill());
         c.push(self.http_protocol.finish_array());
         c.push(list_of(
             header_fields(),
             vec![
-                Arc::new(self.http_header_key.finish()),
-                Arc::new(self.http_header_value.finish()),
+                self.http_header_key.finish_refill(),
+                self.http_header_value.finish_refill(),
             ],
             self.http_headers_off.finish(),
         ));
-        c.push(Arc::new(self.dns_query.finish()));
+        c.push(self.dns_query.finish_refill());
         c.push(self.dns_ips.finish());
-        c.push(Arc::new(self.dns_ttl.finish()));
+        c.push(self.dns_ttl.finish_refill());
         c.push(self.dns_cnames.finish());
         c.push(self.dns_source.finish_array());
-        c.push(Arc::new(self.dns_rcode.finish()));
+        c.push(self.dns_rcode.finish_refill());
         c.push(self.dns_qtypes.finish());
         c.push(self.dns_rrtypes.finish());
-        c.push(Arc::new(self.trace_id.finish()));
+        c.push(self.trace_id.finish_refill());
         c.push(self.egress_allowed_by.finish());
         c.push(self.ingress_allowed_by.finish());
         c.push(self.egress_denied_by.finish());
         c.push(self.ingress_denied_by.finish());
         c.push(self.policy_log.finish());
-        c.push(Arc::new(self.summary.finish()));
+        c.push(self.summary.finish_refill());
         c.push(self.kd_name.finish_array());
-        c.push(Arc::new(self.kd_id.finish()));
+        c.push(self.kd_id.finish_refill());
         c.push(self.kd_symbol.finish_array());
-        c.push(Arc::new(self.kd_offset.finish()));
+        c.push(self.kd_offset.finish_refill());
         c.push(self.dd_direction.finish_array());
         c.push(self.dd_policies.finish());
-        c.push(Arc::new(self.dd_text.finish()));
+        c.push(self.dd_text.finish_refill());
         c.push(list_of(
             loss_fields(),
             vec![
-                Arc::new(self.loss_stage.finish()),
-                Arc::new(self.loss_node.finish()),
-                Arc::new(self.loss_lost.finish()),
+                self.loss_stage.finish_refill(),
+                self.loss_node.finish_refill(),
+                self.loss_lost.finish_refill(),
             ],
             self.loss_off.finish(),
         ));
-        c.push(Arc::new(self.residual.finish()));
+        c.push(self.residual.finish_refill());
         // The columns are built in schema order above; a mismatch is a bug caught by every test.
-        RecordBatch::try_new(SCHEMA.clone(), c).expect("builder columns match flow_schema")
+        RecordBatch::try_new(FILE_SCHEMA.clone(), c).expect("builder columns match file_schema")
     }
 }
 
@@ -1584,12 +1672,34 @@ impl EndpointRead<'_> {
     }
 }
 
-/// Reads a batch of [`flow_schema`] (or any projection holding all its columns, in any order,
-/// with strings in any Arrow string encoding) back into flows.
+/// A batch's uuids: the text of table `flows`, or the stored columns.
+enum Uuid<'a> {
+    Text(Str<'a>),
+    Split(UuidCols<'a>),
+}
+
+impl Uuid<'_> {
+    fn string(&self, i: usize) -> String {
+        match self {
+            Uuid::Text(s) => s.string(i),
+            Uuid::Split(s) => s.string(i),
+        }
+    }
+}
+
+/// Reads a batch of [`flow_schema`] or [`file_schema`] (or any projection holding all its
+/// columns, in any order, with strings in any Arrow string encoding) back into flows.
 pub fn flows_from_batch(batch: &RecordBatch) -> Result<Vec<Flow>, SchemaError> {
     let c = Cols { batch };
     let time: &TimestampNanosecondArray = c.typed(TIME, "Timestamp(ns)")?;
-    let uuid = c.str("uuid")?;
+    let uuid = match batch.column_by_name(UUID) {
+        Some(text) => Uuid::Text(Str::of(text.as_ref(), UUID)?),
+        None => Uuid::Split(UuidCols::of(
+            c.col(UUID_HEAD)?.as_ref(),
+            c.col(UUID_TAIL)?.as_ref(),
+            c.col(UUID_TEXT)?.as_ref(),
+        )?),
+    };
     let node_name = c.str("node_name")?;
     let node_labels = c.list("node_labels")?;
     let verdict = c.str("verdict")?;

@@ -23,7 +23,8 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 
 use crate::partial_map::{PartialMap, sidecar_path, write_sidecar};
-use crate::schema::{TIME, flow_schema};
+use crate::schema::{TIME, file_schema};
+use crate::uuid::{UUID_HEAD, UUID_TAIL, UUID_TEXT};
 
 pub(crate) const NS_PER_HOUR: i64 = 3_600_000_000_000;
 
@@ -99,16 +100,18 @@ pub(crate) fn file_name(seq_lo: u64, seq_hi: u64) -> String {
 }
 
 /// Text columns unique (or nearly) per flow whose neighbours share long prefixes (URLs,
-/// summaries, trace ids): prefix-delta encoded, not dictionary encoded. `uuid` stays plain: its
-/// shared prefix is per node, and node alternates from row to row (measured larger with
-/// prefix deltas).
+/// summaries, trace ids): prefix-delta encoded, not dictionary encoded. A uuid's text (when not
+/// split, see `crate::uuid`) stays plain: its shared prefix is per producer, and producers
+/// alternate from row to row (measured larger with prefix deltas).
 const PREFIX_DELTA_COLUMNS: &[&str] = &["summary", "http_url", "trace_id"];
 
 /// Columns whose min/max can never skip a page (unique per flow, or the same few values on
 /// every page): the writer spends no time on their statistics. Nested columns are named by
 /// their leaf path.
 const NO_STATISTICS_COLUMNS: &[&str] = &[
-    "uuid",
+    UUID_HEAD,
+    UUID_TAIL,
+    UUID_TEXT,
     "summary",
     "http_url",
     "trace_id",
@@ -138,7 +141,11 @@ pub(crate) fn writer_properties(zstd_level: i32, row_group_rows: usize) -> Write
         .set_column_dictionary_enabled(ColumnPath::from(TIME), false)
         .set_column_encoding(ColumnPath::from(TIME), Encoding::DELTA_BINARY_PACKED)
         // Unique per flow: a dictionary would only be built to be thrown away.
-        .set_column_dictionary_enabled(ColumnPath::from("uuid"), false);
+        .set_column_dictionary_enabled(ColumnPath::from(UUID_TEXT), false)
+        // The last byte of each producer's counter, producers interleaved: byte streams
+        // under zstd beat deltas and dictionaries (see `crate::uuid`).
+        .set_column_dictionary_enabled(ColumnPath::from(UUID_TAIL), false)
+        .set_column_encoding(ColumnPath::from(UUID_TAIL), Encoding::BYTE_STREAM_SPLIT);
     for c in NO_STATISTICS_COLUMNS {
         let path = ColumnPath::new(c.split('.').map(str::to_owned).collect());
         b = b.set_column_statistics_enabled(path, EnabledStatistics::None);
@@ -170,8 +177,8 @@ pub(crate) fn time_range(batches: &[RecordBatch]) -> Option<(i64, i64)> {
     range
 }
 
-/// Encodes flow batches as one Parquet file the way the store writes its files, rows in the
-/// order given (arrival order, nearly time order: keeps `time` delta-encoded in a byte or two
+/// Encodes flow batches of [`file_schema`] (as [`crate::FlowBatchBuilder`] makes them) as one
+/// Parquet file the way the store writes its files, rows in the order given (arrival order, nearly time order: keeps `time` delta-encoded in a byte or two
 /// and the sequential uuids small; sorting by endpoint was measured to double the size).
 /// Batches are written as they come, so a caller streaming them (compaction) holds one batch
 /// and the row group being encoded, never all the rows at once.
@@ -180,7 +187,7 @@ pub fn write_parquet<W: std::io::Write + Send>(
     out: W,
     props: WriterProperties,
 ) -> Result<W, parquet::errors::ParquetError> {
-    let mut w = ArrowWriter::try_new(out, flow_schema(), Some(props))?;
+    let mut w = ArrowWriter::try_new(out, file_schema(), Some(props))?;
     for b in batches {
         w.write(&b?)?;
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
@@ -18,6 +19,7 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
 use flow_filter::{Narrowing, Prefilter, Side};
@@ -26,9 +28,10 @@ use futures::stream::BoxStream;
 use webb_proto::Timestamp;
 use webb_proto::flow::{Flow, Verdict};
 
-use crate::schema::{SchemaError, TIME, enum_name, flow_schema, flows_from_batch};
+use crate::schema::{SchemaError, TIME, enum_name, file_schema, flow_schema, flows_from_batch};
 use crate::segment::Segment;
 use crate::store::{FlowStore, Shared};
+use crate::uuid::{UUID, UUID_HEAD, UUID_TAIL, UUID_TEXT, join_udf};
 
 /// Name of the table in SQL.
 pub const TABLE: &str = "flows";
@@ -73,6 +76,22 @@ fn literal_ns(e: &Expr) -> Option<i64> {
         Expr::TryCast(c) => literal_ns(&c.expr),
         _ => None,
     }
+}
+
+/// `uuid` rebuilt from the stored columns that replace it.
+fn joined_uuid() -> Expr {
+    join_udf().call(vec![col(UUID_HEAD), col(UUID_TAIL), col(UUID_TEXT)])
+}
+
+/// `filter` over the stored columns: `uuid` becomes [`joined_uuid`], so the Parquet reader can
+/// evaluate it (without pruning: the stored uuid columns have no statistics).
+fn stored_filter(filter: Expr) -> DfResult<Expr> {
+    filter
+        .transform_up(|e| match &e {
+            Expr::Column(c) if c.name == UUID => Ok(Transformed::yes(joined_uuid())),
+            _ => Ok(Transformed::no(e)),
+        })
+        .map(|t| t.data)
 }
 
 /// The inclusive `[lo, hi]` range of `time` that the conjunction of `filters` allows.
@@ -147,7 +166,26 @@ impl TableProvider for FlowsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let schema = flow_schema();
+        // Files and unflushed batches hold the stored columns (`file_schema`); the table shows
+        // `uuid` rebuilt from its three (see `crate::uuid`) through a projection on top.
+        let logical = flow_schema();
+        let schema = file_schema();
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..logical.fields().len()).collect(),
+        };
+        let mut stored: Vec<usize> = Vec::new();
+        for &i in &wanted {
+            match logical.field(i).name().as_str() {
+                UUID => {
+                    for name in [UUID_HEAD, UUID_TAIL, UUID_TEXT] {
+                        stored.push(schema.index_of(name)?);
+                    }
+                }
+                name => stored.push(schema.index_of(name)?),
+            }
+        }
+        let projection = Some(&stored);
         let (lo, hi) = time_bounds(filters);
         let (files, pending) = match &self.only {
             Some(files) => (files.as_ref().clone(), Vec::new()),
@@ -165,6 +203,7 @@ impl TableProvider for FlowsTable {
             let mut source = ParquetSource::new(schema.clone()).with_pushdown_filters(true);
             if let Some(pred) = conjunction(filters.iter().cloned()) {
                 let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+                let pred = stored_filter(pred)?;
                 source = source.with_predicate(state.create_physical_expr(pred, &df_schema)?);
             }
             let parts = state.config().target_partitions().max(1);
@@ -200,13 +239,23 @@ impl TableProvider for FlowsTable {
         }
 
         if inputs.is_empty() {
-            let projected = match projection {
-                Some(p) => Arc::new(schema.project(p)?),
-                None => schema,
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
+            return Ok(Arc::new(EmptyExec::new(Arc::new(
+                logical.project(&wanted)?,
+            ))));
         }
-        UnionExec::try_new(inputs)
+        let input = UnionExec::try_new(inputs)?;
+        let input_schema = DFSchema::try_from(input.schema().as_ref().clone())?;
+        let mut exprs = Vec::with_capacity(wanted.len());
+        for &i in &wanted {
+            let name = logical.field(i).name();
+            let e = if name == UUID {
+                joined_uuid()
+            } else {
+                col(name.as_str())
+            };
+            exprs.push((state.create_physical_expr(e, &input_schema)?, name.clone()));
+        }
+        Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
     }
 }
 
