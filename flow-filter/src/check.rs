@@ -509,9 +509,10 @@ impl CompiledFilter {
     }
 
     /// The checks a store can test on its columns before decoding a flow (all must hold for
-    /// the filter to match; empty when none can).
-    pub fn narrowings(&self) -> Vec<Narrowing> {
-        self.checks
+    /// the filter to match; empty when none can), and whether they are all of its checks.
+    pub fn narrowings(&self) -> (Vec<Narrowing>, bool) {
+        let narrowings: Vec<Narrowing> = self
+            .checks
             .iter()
             .filter_map(|c| match c {
                 Check::Verdict(v) => Some(Narrowing::Verdict(v.clone())),
@@ -529,7 +530,9 @@ impl CompiledFilter {
                 }
                 _ => None,
             })
-            .collect()
+            .collect();
+        let whole = narrowings.len() == self.checks.len();
+        (narrowings, whole)
     }
 
     pub fn compile(ff: &FlowFilter) -> Result<Self, FieldError> {

@@ -57,6 +57,9 @@ pub use check::{Narrowing, Side};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prefilter {
     pub any_of: Vec<Vec<Narrowing>>,
+    /// The narrowings are the whole filter (every check of every whitelisted filter, no
+    /// blacklist): a flow meeting them is a match, so a store may apply a limit in its scan.
+    pub exact: bool,
 }
 
 /// Which list of a request a filter came from.
@@ -198,12 +201,17 @@ impl FlowFilters {
         if self.whitelist.is_empty() {
             return None;
         }
+        let mut exact = self.blacklist.is_empty();
         let any_of = self
             .whitelist
             .iter()
-            .map(|f| Some(f.narrowings()).filter(|n| !n.is_empty()))
+            .map(|f| {
+                let (narrowings, whole) = f.narrowings();
+                exact &= whole;
+                Some(narrowings).filter(|n| !n.is_empty())
+            })
             .collect::<Option<Vec<_>>>()?;
-        Some(Prefilter { any_of })
+        Some(Prefilter { any_of, exact })
     }
 
     /// True when both lists are empty, i.e. every flow passes.

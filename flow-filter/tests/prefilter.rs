@@ -40,9 +40,33 @@ fn pods_identities_and_verdicts_narrow_each_filter_of_the_whitelist() {
                     ),
                 ],
                 vec![Narrowing::Identity(Side::Destination, vec![300, 301])],
-            ]
+            ],
+            // The HTTP method is tested only on the decoded flow.
+            exact: false,
         })
     );
+}
+
+#[test]
+fn a_prefilter_is_exact_when_it_holds_every_check_and_there_is_no_blacklist() {
+    let pod = FlowFilter {
+        source_pod: vec!["shop/web".into()],
+        verdict: vec![Verdict::Forwarded as i32],
+        ..Default::default()
+    };
+    let identity = FlowFilter {
+        destination_identity: vec![300],
+        ..Default::default()
+    };
+    let method = FlowFilter {
+        source_pod: vec!["shop/web".into()],
+        http_method: vec!["GET".into()],
+        ..Default::default()
+    };
+    let exact = |w: &[FlowFilter], b: &[FlowFilter]| prefilter(w, b).map(|p| p.exact);
+    assert_eq!(exact(&[pod.clone(), identity.clone()], &[]), Some(true));
+    assert_eq!(exact(&[pod.clone(), method], &[]), Some(false));
+    assert_eq!(exact(&[pod], &[identity]), Some(false));
 }
 
 #[test]

@@ -424,6 +424,23 @@ impl FlowStore {
             }
             return Ok(out);
         }
+        if q.limit.is_some() && q.prefilter.as_ref().is_some_and(scan_is_exact) {
+            // The scan alone answers the filter: one query, its limit applied in the scan
+            // (a top-k sort), as SQL's `ORDER BY time DESC LIMIT n` is.
+            let mut stream = self.stream_flows(q).await?;
+            while let Some(f) = stream.next().await {
+                let f = f?;
+                out.scanned += 1;
+                if keep(&f) {
+                    out.flows.push(f);
+                }
+                if out.scanned >= scan_limit {
+                    out.scan_limit_hit = true;
+                    break;
+                }
+            }
+            return Ok(out);
+        }
         let mut window: i128 = 60_000_000_000;
         let mut end = until;
         while end > since && out.flows.len() < want && !out.scan_limit_hit {
@@ -485,6 +502,21 @@ fn prefilter_expr(p: &Prefilter) -> Expr {
         .unwrap_or(lit(true))
 }
 
+/// Whether the scan's predicate is the whole Hubble filter (see [`Prefilter::exact`]).
+fn scan_is_exact(p: &Prefilter) -> bool {
+    p.exact
+        && p.any_of.iter().flatten().all(|n| match n {
+            Narrowing::Pod(_, names) => names.iter().all(|(_, prefix)| like_safe(prefix)),
+            Narrowing::Verdict(_) | Narrowing::Identity(..) => true,
+        })
+}
+
+/// A pod-name prefix LIKE can test as it is: LIKE's wildcards and escape cannot appear in a
+/// pod name, and a prefix with them is left to the exact filter. Empty: the namespace alone.
+fn like_safe(prefix: &str) -> bool {
+    !prefix.contains(['%', '_', '\\'])
+}
+
 fn narrowing_expr(n: &Narrowing) -> Expr {
     let side = |s: &Side| match s {
         Side::Source => "source",
@@ -504,9 +536,7 @@ fn narrowing_expr(n: &Narrowing) -> Expr {
             .map(|(namespace, prefix)| {
                 let in_namespace =
                     col(format!("{}_namespace", side(s))).eq(lit(namespace.as_str()));
-                // LIKE's wildcards and escape cannot appear in a pod name; a prefix with them
-                // is left to the exact filter.
-                if prefix.is_empty() || prefix.contains(['%', '_', '\\']) {
+                if prefix.is_empty() || !like_safe(prefix) {
                     in_namespace
                 } else {
                     in_namespace

@@ -616,12 +616,22 @@ fn a_hubble_filter_narrows_the_history_scan_and_the_answer_is_the_same() {
             destination_identity: vec![flows[7].destination.as_ref().unwrap().identity],
             ..Default::default()
         }],
+        vec![FlowFilter {
+            // Replies are tested on the decoded flow only: the scan narrows, the filter decides.
+            destination_pod: vec![named.clone()],
+            reply: vec![false],
+            ..Default::default()
+        }],
     ];
     let rt = rt();
     for whitelist in cases {
         let filters = FlowFilters::compile(&whitelist, &[]).unwrap();
         let prefilter = filters.prefilter();
         assert!(prefilter.is_some(), "{whitelist:?} narrows the scan");
+        // Pod, verdict and identity checks alone are the whole filter: newest first, the limit
+        // goes into the scan too.
+        let exact = whitelist.iter().all(|f| f.reply.is_empty());
+        assert_eq!(prefilter.as_ref().unwrap().exact, exact, "{whitelist:?}");
         for newest_first in [true, false] {
             let q = |prefilter| FlowQuery {
                 limit: Some(50),
