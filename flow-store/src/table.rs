@@ -424,7 +424,11 @@ impl FlowStore {
             }
             return Ok(out);
         }
-        if q.limit.is_some() && q.prefilter.as_ref().is_some_and(scan_is_exact) {
+        // A limit past the rows the caller lets us read (`--all` asks for u64::MAX) would make
+        // the top-k a full sort of every match: that stays with the windows.
+        if q.limit.is_some_and(|n| n <= scan_limit)
+            && q.prefilter.as_ref().is_some_and(scan_is_exact)
+        {
             // The scan alone answers the filter: one query, its limit applied in the scan
             // (a top-k sort), as SQL's `ORDER BY time DESC LIMIT n` is.
             let mut stream = self.stream_flows(q).await?;
@@ -486,8 +490,9 @@ impl FlowStore {
             df = df.filter(prefilter_expr(p))?;
         }
         df = df.sort(vec![col(TIME).sort(!q.newest_first, false)])?;
-        if q.limit.is_some() {
-            df = df.limit(0, q.limit)?;
+        // DataFusion's limits are i64: a larger one (`--all`) is no limit.
+        if let Some(n) = q.limit.filter(|&n| i64::try_from(n).is_ok()) {
+            df = df.limit(0, Some(n))?;
         }
         Ok(df)
     }

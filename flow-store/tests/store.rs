@@ -536,6 +536,13 @@ fn history_queries_honour_since_until_limit_and_order() {
         last,
         vec![stored[99].clone(), stored[98].clone(), stored[97].clone()]
     );
+
+    // `--all`: a limit past any count is no limit.
+    let all = q(FlowQuery {
+        limit: Some(usize::MAX),
+        ..Default::default()
+    });
+    assert_eq!(all, stored);
 }
 
 #[test]
@@ -632,9 +639,10 @@ fn a_hubble_filter_narrows_the_history_scan_and_the_answer_is_the_same() {
         // goes into the scan too.
         let exact = whitelist.iter().all(|f| f.reply.is_empty());
         assert_eq!(prefilter.as_ref().unwrap().exact, exact, "{whitelist:?}");
-        for newest_first in [true, false] {
+        // `hubble observe --all` asks for u64::MAX flows.
+        for (newest_first, limit) in [(true, 50), (false, 50), (true, usize::MAX)] {
             let q = |prefilter| FlowQuery {
-                limit: Some(50),
+                limit: Some(limit),
                 newest_first,
                 prefilter,
                 ..Default::default()
