@@ -117,10 +117,9 @@ pub(crate) struct State {
     pub pending: Vec<Pending>,
 }
 
-impl State {
-    fn pending_bytes(&self) -> usize {
-        self.pending.iter().map(|p| p.bytes).sum()
-    }
+/// Memory held by unflushed batches.
+fn pending_bytes(pending: &[Pending]) -> usize {
+    pending.iter().map(|p| p.bytes).sum()
 }
 
 /// Counters readable from the store at any time.
@@ -168,10 +167,7 @@ impl Shared {
     }
 
     fn pending_bytes(&self) -> usize {
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .pending_bytes()
+        pending_bytes(&self.state.read().unwrap_or_else(|e| e.into_inner()).pending)
     }
 }
 
@@ -335,7 +331,7 @@ impl FlowStore {
             files: files.len() as u64,
             bytes: files.iter().map(Segment::disk_bytes).sum(),
             pending_rows: pending.iter().map(|p| p.batch.num_rows() as u64).sum(),
-            pending_bytes: pending.iter().map(|p| p.bytes as u64).sum(),
+            pending_bytes: pending_bytes(&pending) as u64,
             compactions: c.compactions.load(Ordering::Relaxed),
             files_removed_by_retention: c.retention_removed.load(Ordering::Relaxed),
             crash_leftovers_removed: c.leftovers.load(Ordering::Relaxed),
