@@ -3,9 +3,9 @@
  * Webb datapath: TC observers for ingress/egress plus a skb:kfree_skb tracepoint.
  *
  * Per packet: parse L2-L4, look the connection up in an LRU conntrack keyed by the
- * normalized 5-tuple and interface, and emit a ring record only when something
- * worth a flow happens (new connection, first reply, new SYN/FIN/RST in a direction,
- * drops, L7 heads and their continuations). `cfg_aggregate = 0` emits every packet.
+ * normalized 5-tuple (each watched interface it crosses keeps its own slot of the entry),
+ * and emit a ring record only when something worth a flow happens (new connection, first
+ * reply, new SYN/FIN/RST in a direction, drops, L7 heads and their continuations). `cfg_aggregate = 0` emits every packet.
  * Identities come from the LPM ipcache on the first packet and are cached in the
  * conntrack entry, so established packets cost one hash lookup.
  */
