@@ -5,7 +5,8 @@
  * Per packet: parse L2-L4, look the connection up in an LRU conntrack keyed by the
  * normalized 5-tuple (each watched interface it crosses keeps its own slot of the entry),
  * and emit a ring record only when something worth a flow happens (new connection, first
- * reply, new SYN/FIN/RST in a direction, drops, L7 heads and their continuations). `cfg_aggregate = 0` emits every packet.
+ * reply, new SYN/FIN/RST in a direction, drops, L7 heads and their continuations).
+ * `cfg_aggregate = 0` emits every packet.
  * Identities come from the LPM ipcache on the first packet and are cached in the
  * conntrack entry, so established packets cost one hash lookup.
  */
@@ -1109,7 +1110,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 				__u32 bytes = (__u32)h->l7_bytes[d] + p.payload_len;
 				if (seg > cfg_l7_max_segments || bytes > cfg_l7_max_bytes) {
 					h->l7_pending[d] = 0;
-							} else {
+				} else {
 					l7 = h->l7_pending[d];
 					l7_cont = 1;
 					h->l7_segs[d] = seg;

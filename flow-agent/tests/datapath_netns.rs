@@ -92,6 +92,31 @@ impl Drop for Topology {
     }
 }
 
+/// `rounds` datagrams from a client socket in one namespace to a server socket in another,
+/// each echoed back before the next is sent.
+fn udp_echoes(client: (&str, &'static str), server: (&str, &'static str), rounds: usize) {
+    let (srv_addr, cli_addr) = (server.1, client.1);
+    let srv = Topology::within(server.0, move || UdpSocket::bind(srv_addr).unwrap());
+    let cli = Topology::within(client.0, move || UdpSocket::bind(cli_addr).unwrap());
+    srv.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    cli.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..rounds {
+        cli.send_to(b"ping", srv_addr).unwrap();
+        let (n, from) = srv.recv_from(&mut buf).unwrap();
+        srv.send_to(&buf[..n], from).unwrap();
+        cli.recv_from(&mut buf).unwrap();
+    }
+}
+
+/// The UDP records of `recs` to or from `port`.
+fn udp_records(recs: &[Vec<u8>], port: u16) -> Vec<RawEvent<'_>> {
+    recs.iter()
+        .map(|r| RawEvent::parse(r).unwrap())
+        .filter(|e| e.l4_proto == 17 && (e.sport == port || e.dport == port))
+        .collect()
+}
+
 fn load() -> Datapath {
     let mut dp =
         Datapath::load(DatapathConfig::default()).expect("load datapath (needs root and BPF)");
@@ -263,25 +288,13 @@ fn ipv6_udp_between_namespaces_is_observed_both_ways() {
     dp.attach("veth0", Some(&Topology::path(&topo.srv)))
         .unwrap();
 
-    let srv = Topology::within(&topo.srv, || {
-        UdpSocket::bind("[2001:2:0:23::2]:7000").unwrap()
-    });
-    let cli = Topology::within(&topo.cli, || UdpSocket::bind("[2001:2:0:23::1]:0").unwrap());
-    srv.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    cli.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = [0u8; 64];
-    for _ in 0..3 {
-        cli.send_to(b"ping", "[2001:2:0:23::2]:7000").unwrap();
-        let (n, from) = srv.recv_from(&mut buf).unwrap();
-        srv.send_to(&buf[..n], from).unwrap();
-        cli.recv_from(&mut buf).unwrap();
-    }
+    udp_echoes(
+        (&topo.cli, "[2001:2:0:23::1]:0"),
+        (&topo.srv, "[2001:2:0:23::2]:7000"),
+        3,
+    );
     let recs = dp.drain_events().unwrap();
-    let evs: Vec<RawEvent<'_>> = recs
-        .iter()
-        .map(|r| RawEvent::parse(r).unwrap())
-        .filter(|e| e.l4_proto == 17 && (e.sport == 7000 || e.dport == 7000))
-        .collect();
+    let evs = udp_records(&recs, 7000);
     assert_eq!(
         evs.len(),
         2,
@@ -397,25 +410,15 @@ fn a_routed_connection_is_one_conntrack_entry_for_two_hooks_and_each_hook_report
     ];
     assert_eq!(hooks[2], 4001);
 
-    let srv = Topology::within(&topo.srv, || UdpSocket::bind("198.18.25.1:7100").unwrap());
-    let cli = Topology::within(&topo.cli, || UdpSocket::bind("198.18.24.1:0").unwrap());
-    srv.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    cli.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let before = dp.counters().unwrap();
-    let mut buf = [0u8; 64];
-    for _ in 0..3 {
-        cli.send_to(b"ping", "198.18.25.1:7100").unwrap();
-        let (n, from) = srv.recv_from(&mut buf).unwrap();
-        srv.send_to(&buf[..n], from).unwrap();
-        cli.recv_from(&mut buf).unwrap();
-    }
+    udp_echoes(
+        (&topo.cli, "198.18.24.1:0"),
+        (&topo.srv, "198.18.25.1:7100"),
+        3,
+    );
     let after = dp.counters().unwrap();
     let recs = dp.drain_events().unwrap();
-    let evs: Vec<RawEvent<'_>> = recs
-        .iter()
-        .map(|r| RawEvent::parse(r).unwrap())
-        .filter(|e| e.l4_proto == 17 && (e.sport == 7100 || e.dport == 7100))
-        .collect();
+    let evs = udp_records(&recs, 7100);
     let seen: Vec<(u32, Direction, CtState, bool)> = evs
         .iter()
         .map(|e| (e.ifindex, e.direction, e.ct_state, e.is_reply))
