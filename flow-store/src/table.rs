@@ -286,6 +286,34 @@ pub struct MatchedFlows {
     pub scan_limit_hit: bool,
 }
 
+impl MatchedFlows {
+    /// Reads `stream` until `want` flows matched or `scan_limit` rows in all were read (then
+    /// the answer is partial, and says so).
+    async fn take_matching(
+        &mut self,
+        mut stream: BoxStream<'static, Result<Flow, QueryError>>,
+        want: usize,
+        scan_limit: usize,
+        keep: &impl Fn(&Flow) -> bool,
+    ) -> Result<(), QueryError> {
+        while let Some(f) = stream.next().await {
+            let f = f?;
+            self.scanned += 1;
+            if keep(&f) {
+                self.flows.push(f);
+                if self.flows.len() >= want {
+                    break;
+                }
+            }
+            if self.scanned >= scan_limit {
+                self.scan_limit_hit = true;
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Why reading history failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -407,21 +435,8 @@ impl FlowStore {
                 limit: None,
                 ..q.clone()
             };
-            let mut stream = self.stream_flows(&all).await?;
-            while let Some(f) = stream.next().await {
-                let f = f?;
-                out.scanned += 1;
-                if keep(&f) {
-                    out.flows.push(f);
-                    if out.flows.len() >= want {
-                        break;
-                    }
-                }
-                if out.scanned >= scan_limit {
-                    out.scan_limit_hit = true;
-                    break;
-                }
-            }
+            out.take_matching(self.stream_flows(&all).await?, want, scan_limit, &keep)
+                .await?;
             return Ok(out);
         }
         // A limit past the rows the caller lets us read (`--all` asks for u64::MAX) would make
@@ -431,18 +446,8 @@ impl FlowStore {
         {
             // The scan alone answers the filter: one query, its limit applied in the scan
             // (a top-k sort), as SQL's `ORDER BY time DESC LIMIT n` is.
-            let mut stream = self.stream_flows(q).await?;
-            while let Some(f) = stream.next().await {
-                let f = f?;
-                out.scanned += 1;
-                if keep(&f) {
-                    out.flows.push(f);
-                }
-                if out.scanned >= scan_limit {
-                    out.scan_limit_hit = true;
-                    break;
-                }
-            }
+            out.take_matching(self.stream_flows(q).await?, want, scan_limit, &keep)
+                .await?;
             return Ok(out);
         }
         let mut window: i128 = 60_000_000_000;
@@ -456,21 +461,8 @@ impl FlowStore {
                 newest_first: true,
                 prefilter: q.prefilter.clone(),
             };
-            let mut stream = self.stream_flows(&part).await?;
-            while let Some(f) = stream.next().await {
-                let f = f?;
-                out.scanned += 1;
-                if keep(&f) {
-                    out.flows.push(f);
-                    if out.flows.len() >= want {
-                        break;
-                    }
-                }
-                if out.scanned >= scan_limit {
-                    out.scan_limit_hit = true;
-                    break;
-                }
-            }
+            out.take_matching(self.stream_flows(&part).await?, want, scan_limit, &keep)
+                .await?;
             end = start;
             window = (window * 2).min(3_600_000_000_000);
         }
