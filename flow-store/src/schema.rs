@@ -282,55 +282,13 @@ pub(crate) fn enum_name<E: ProtoEnum>(v: i32) -> Cow<'static, str> {
 // ---------------------------------------------------------------------------------------------
 // Write side.
 
-/// FxHash (rustc's): a multiply per word, several times faster than SipHash on the short
-/// names this module interns; the keys are our own values, so flooding is not a concern.
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
+/// foldhash: several times faster than SipHash on the short names this module interns; the
+/// keys are our own values, so flooding is not a concern.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
-impl std::hash::Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().unwrap_or_default());
-            self.add(w);
-        }
-        let mut last = [0u8; 8];
-        let rest = chunks.remainder();
-        last[..rest.len()].copy_from_slice(rest);
-        self.add(u64::from_le_bytes(last) ^ rest.len() as u64);
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
+fn fast_hash(s: &str) -> u64 {
+    std::hash::BuildHasher::hash_one(&foldhash::fast::FixedState::default(), s)
 }
-
-impl Fx {
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-fn fx_hash(bytes: &[u8]) -> u64 {
-    use std::hash::Hasher;
-    let mut h = Fx::default();
-    h.write(bytes);
-    h.finish()
-}
-
-type FxBuild = std::hash::BuildHasherDefault<Fx>;
-type FxMap<K, V> = std::collections::HashMap<K, V, FxBuild>;
 
 /// A `Dictionary(Int32, Utf8)` column. Unlike Arrow's `StringDictionaryBuilder` it lets a
 /// caller that already knows a value's key (an enum seen before in this batch, an endpoint
@@ -339,7 +297,7 @@ type FxMap<K, V> = std::collections::HashMap<K, V, FxBuild>;
 struct Dict {
     keys: Int32Builder,
     values: StringBuilder,
-    index: FxMap<Box<str>, i32>,
+    index: FastMap<Box<str>, i32>,
     /// Keys by a small code the caller chooses (an enum's number): `-1` when not seen yet.
     by_code: Vec<i32>,
 }
@@ -349,7 +307,7 @@ impl Dict {
         Self {
             keys: Int32Builder::new(),
             values: StringBuilder::new(),
-            index: FxMap::default(),
+            index: FastMap::default(),
             by_code: Vec::new(),
         }
     }
@@ -583,7 +541,7 @@ struct EndpointCols {
     /// (remote endpoints share id 0 and an identity): a flow's endpoint is
     /// almost always one of a few thousand pods, and comparing its names with the cached ones
     /// is cheaper than hashing five of them again.
-    seen: FxMap<(u32, u32, u64), SeenEndpoint>,
+    seen: FastMap<(u32, u32, u64), SeenEndpoint>,
 }
 
 /// An endpoint's names and their keys in its side's dictionaries.
@@ -611,7 +569,7 @@ impl SeenEndpoint {
 impl EndpointCols {
     fn new() -> Self {
         Self {
-            seen: FxMap::default(),
+            seen: FastMap::default(),
             id: UInt32Builder::new(),
             identity: UInt32Builder::new(),
             cluster: Dict::new(),
@@ -658,7 +616,7 @@ impl EndpointCols {
     }
     /// Cluster, namespace, pod and first workload, by cached keys when the endpoint was seen.
     fn append_names(&mut self, ep: &Endpoint) {
-        let id = (ep.id, ep.identity, fx_hash(ep.pod_name.as_bytes()));
+        let id = (ep.id, ep.identity, fast_hash(&ep.pod_name));
         let keys = match self.seen.get(&id) {
             Some(seen) if seen.is(ep) => seen.keys,
             _ => {
