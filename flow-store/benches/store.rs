@@ -84,8 +84,7 @@ fn ingest_file(flows: &[Flow]) -> Vec<u8> {
         }
         batches.push(b.finish());
     }
-    flow_store::write_parquet(batches.into_iter().map(Ok), Vec::new(), props())
-        .expect("in-memory write")
+    flow_store::write_parquet(&batches, Vec::new(), props()).expect("in-memory write")
 }
 
 fn ingest(flows: &[Flow]) -> usize {

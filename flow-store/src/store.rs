@@ -526,8 +526,7 @@ impl Flusher {
             let seq = self.next_seq;
             self.next_seq += 1;
             let props = cfg.writer_properties();
-            let stream = batches.iter().cloned().map(Ok);
-            match segment::write(&cfg.dir, hour, seq, seq, stream, props) {
+            match segment::write(&cfg.dir, hour, seq, seq, &batches, props) {
                 Ok(s) => written.push(s),
                 Err(e) => {
                     let lost: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -608,15 +607,7 @@ impl Flusher {
 
     fn merge(&mut self, hour: i64, run: &[Segment]) -> Result<(), StoreError> {
         let cfg = &self.shared.config;
-        let write_err = |e: parquet::errors::ParquetError| StoreError::Write(e.to_string());
-        let mut readers = Vec::with_capacity(run.len());
-        for s in run {
-            readers.push(segment::read_batches(&s.path).map_err(write_err)?);
-        }
-        let lo = run.iter().map(|s| s.seq_lo).min().unwrap_or_default();
-        let hi = run.iter().map(|s| s.seq_hi).max().unwrap_or_default();
-        let props = cfg.writer_properties();
-        let merged = segment::write(&cfg.dir, hour, lo, hi, readers.into_iter().flatten(), props)
+        let merged = segment::merge(&cfg.dir, hour, run, cfg.writer_properties())
             .map_err(|e| StoreError::Write(e.to_string()))?;
         {
             let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
