@@ -15,6 +15,10 @@ use webb_security::http::{ApiGuard, ApiLimits, ApiListener, ClientAddr};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (the 16th option of its v2 and v3 headers; the Rust
+/// bindings do not name it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 #[derive(Debug, Parser)]
 #[command(name = "webb-relay", version, about)]
 struct Args {
@@ -115,6 +119,14 @@ fn ring_capacity(s: &str) -> Result<usize, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Freed memory goes back to the OS at once rather than after mimalloc's 10 ms: the store's
+    // flush cycle frees tens of MB at a time, and at 50k flows/s the delay kept them resident
+    // (relay_rss: peak 257-293 MB with the delay, ~200 MB without, no flow lost either way).
+    // `MIMALLOC_PURGE_DELAY` in the environment still decides.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one of mimalloc's options by its number; no pointers involved.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
