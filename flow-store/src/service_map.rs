@@ -105,6 +105,7 @@ impl FlowStore {
     pub async fn service_map(&self, q: &MapQuery) -> Result<ServiceMap, SqlError> {
         let exec = |e: datafusion::error::DataFusionError| SqlError::Execution(e.to_string());
         let (lo, hi) = (clamp_ns(&q.since), clamp_ns(&q.until));
+        let _lease = self.shared.lease();
         let (files, pending) = self.shared.snapshot();
         let files: Vec<_> = files
             .into_iter()

@@ -218,6 +218,7 @@ impl FlowStore {
             return Err(SqlError::StatementCount(statements.len()));
         }
         check_statement(&statements[0])?;
+        let _lease = self.shared.lease();
 
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -158,6 +158,74 @@ pub(crate) struct Shared {
     pub config: StoreConfig,
     pub state: RwLock<State>,
     counters: Counters,
+    retired: Mutex<Retired>,
+}
+
+/// Files a compaction or retention took out of the store's list while queries that began
+/// before might still read them: a query plans with a list of files and opens them later, so
+/// deleting at once failed it with "not found". Each file is deleted when the last query begun
+/// before its removal ends.
+#[derive(Default)]
+struct Retired {
+    /// Bumped at each retirement: a query's lease remembers the epoch it began in.
+    epoch: u64,
+    /// Queries in progress, by the epoch they began in.
+    leases: BTreeMap<u64, usize>,
+    /// Files retired at an epoch, to delete once no lease of that epoch or earlier remains.
+    files: Vec<(u64, Segment)>,
+}
+
+/// Held by a query from before it lists the store's files until it has read them.
+pub(crate) struct ReadLease {
+    shared: Arc<Shared>,
+    epoch: u64,
+}
+
+impl Drop for ReadLease {
+    fn drop(&mut self) {
+        let deletable = {
+            let mut r = self
+                .shared
+                .retired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = r.leases.get_mut(&self.epoch) {
+                *n -= 1;
+                if *n == 0 {
+                    r.leases.remove(&self.epoch);
+                }
+            }
+            r.deletable()
+        };
+        delete_files(&deletable);
+    }
+}
+
+impl Retired {
+    /// Files no lease can still read: retired before the oldest lease in progress began.
+    fn deletable(&mut self) -> Vec<Segment> {
+        let oldest = self.leases.keys().next().copied().unwrap_or(u64::MAX);
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.files)
+            .into_iter()
+            .partition(|(epoch, _)| *epoch < oldest);
+        self.files = kept;
+        gone.into_iter().map(|(_, s)| s).collect()
+    }
+}
+
+/// Deletes files (and their sidecars) the store no longer lists, and partitions left empty.
+fn delete_files(files: &[Segment]) {
+    for s in files {
+        if let Err(e) = s.remove() {
+            tracing::warn!(path = %s.path.display(), error = %e, "flow-store could not delete a file it no longer lists");
+        }
+        if let Some(dir) = s.path.parent() {
+            segment::remove_if_empty(dir);
+            if let Some(date) = dir.parent() {
+                segment::remove_if_empty(date);
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -170,6 +238,30 @@ impl Shared {
 
     fn pending_bytes(&self) -> usize {
         pending_bytes(&self.state.read().unwrap_or_else(|e| e.into_inner()).pending)
+    }
+
+    /// A lease for one query: take it before listing files (see [`Retired`]).
+    pub fn lease(self: &Arc<Self>) -> ReadLease {
+        let mut r = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let epoch = r.epoch;
+        *r.leases.entry(epoch).or_default() += 1;
+        ReadLease {
+            shared: self.clone(),
+            epoch,
+        }
+    }
+
+    /// Deletes files already taken out of the list: now, or when the queries that may still
+    /// read them end.
+    fn retire(&self, files: Vec<Segment>) {
+        let deletable = {
+            let mut r = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+            let epoch = r.epoch;
+            r.epoch += 1;
+            r.files.extend(files.into_iter().map(|s| (epoch, s)));
+            r.deletable()
+        };
+        delete_files(&deletable);
     }
 }
 
@@ -224,6 +316,7 @@ impl FlowStore {
                 pending: Vec::new(),
             }),
             counters: Counters::default(),
+            retired: Mutex::default(),
         });
         shared.counters.leftovers.store(
             (rec.removed_temp + rec.removed_replaced) as u64,
@@ -673,9 +766,7 @@ impl Compactor {
             st.files.push(merged);
             st.files.sort_by_key(|s| (s.min_time, s.seq_lo));
         }
-        for s in run {
-            let _ = s.remove();
-        }
+        self.shared.retire(run.to_vec());
         self.shared
             .counters
             .compactions
@@ -705,21 +796,12 @@ impl Compactor {
                 }
             }
         }
-        for s in &doomed {
-            if let Err(e) = s.remove() {
-                tracing::warn!(path = %s.path.display(), error = %e, "retention could not delete a file");
-            }
-            if let Some(dir) = s.path.parent() {
-                segment::remove_if_empty(dir);
-                if let Some(date) = dir.parent() {
-                    segment::remove_if_empty(date);
-                }
-            }
-        }
+        let removed = doomed.len() as u64;
+        self.shared.retire(doomed);
         self.shared
             .counters
             .retention_removed
-            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+            .fetch_add(removed, Ordering::Relaxed);
     }
 }
 
@@ -762,4 +844,73 @@ fn split_by_hour(batches: &[RecordBatch], now_hour: i64) -> BTreeMap<i64, Vec<Re
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use webb_proto::Timestamp;
+
+    use super::*;
+    use crate::generator::FlowGenerator;
+
+    fn parquet_names(dir: &Path) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else if p.extension().is_some_and(|x| x == "parquet") {
+                    names.push(p.file_name().unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn files_a_compaction_replaced_stay_on_disk_until_the_queries_begun_before_it_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FlowStore::open(StoreConfig {
+            flush_interval: Duration::from_secs(3600),
+            retention_age: None,
+            compact_min_files: 3,
+            ..StoreConfig::new(tmp.path())
+        })
+        .unwrap();
+        // Start of the current hour: 150 flows 1 µs apart stay in one partition.
+        let hour = Timestamp {
+            seconds: Timestamp::now().seconds / 3600 * 3600,
+            nanos: 0,
+        };
+        let g = FlowGenerator::new(10, hour, 1_000_000);
+        let flush_50 = |k: usize| {
+            for f in g.batch(k * 50, 50) {
+                assert!(store.append_blocking(f));
+            }
+            store.flush().unwrap();
+        };
+        flush_50(0);
+        flush_50(1);
+        let reading = store.shared.lease();
+        flush_50(2); // the third file: the three are merged
+        let on_disk = parquet_names(tmp.path());
+        assert_eq!(store.stats().compactions, 1);
+        assert_eq!(store.stats().files, 1);
+        assert_eq!(
+            on_disk.len(),
+            4,
+            "the merged file and the three it replaced: {on_disk:?}"
+        );
+        let begun_after = store.shared.lease();
+        drop(reading);
+        let on_disk = parquet_names(tmp.path());
+        assert_eq!(on_disk.len(), 1, "{on_disk:?}");
+        assert!(on_disk[0].starts_with("cmp-"), "{on_disk:?}");
+        drop(begun_after);
+    }
 }

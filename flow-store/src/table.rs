@@ -367,6 +367,7 @@ impl FlowStore {
     /// one returned (flows still queued for the store are not visible yet: at most
     /// `seal_interval` behind).
     pub async fn query_flows(&self, q: &FlowQuery) -> Result<Vec<Flow>, QueryError> {
+        let _lease = self.shared.lease();
         let mut out = Vec::new();
         for b in self.history_frame(q).await?.collect().await? {
             out.extend(flows_from_batch(&b)?);
@@ -380,9 +381,12 @@ impl FlowStore {
         &self,
         q: &FlowQuery,
     ) -> Result<BoxStream<'static, Result<Flow, QueryError>>, QueryError> {
+        let lease = self.shared.lease();
         let stream = self.history_frame(q).await?.execute_stream().await?;
         Ok(stream
-            .flat_map(|b| {
+            .flat_map(move |b| {
+                // The files stay on disk while the stream reads them.
+                let _reading = &lease;
                 let flows: Vec<Result<Flow, QueryError>> = match b
                     .map_err(QueryError::from)
                     .and_then(|b| Ok(flows_from_batch(&b)?))
