@@ -332,12 +332,18 @@ impl FlowStore {
             shared: shared.clone(),
         };
         compactor.maintain();
+        // One pass may wait while another runs: later requests fold into it.
+        let (maintenance, maintenance_rx) = mpsc::sync_channel(1);
+        let compactor = std::thread::Builder::new()
+            .name("flow-store-compactor".into())
+            .spawn(move || compactor.run(maintenance_rx))
+            .map_err(StoreError::Thread)?;
         // Rendezvous: a flush is handed over only when the flusher is idle, so the batcher
         // knows without asking whether one is running.
         let (jobs, jobs_rx) = mpsc::sync_channel(0);
         let flusher = std::thread::Builder::new()
             .name("flow-store-flusher".into())
-            .spawn(move || flusher.run(jobs_rx, compactor))
+            .spawn(move || flusher.run(jobs_rx, maintenance, compactor))
             .map_err(StoreError::Thread)?;
         let batcher = Batcher {
             shared: shared.clone(),
@@ -603,40 +609,28 @@ struct MaintenanceJob {
 }
 
 impl Flusher {
-    fn run(mut self, jobs: Receiver<FlushJob>, compactor: Compactor) {
-        // One pass may wait while another runs: later requests fold into it.
-        let (maintenance, requests) = mpsc::sync_channel(1);
-        let compactor = std::thread::Builder::new()
-            .name("flow-store-compactor".into())
-            .spawn(move || compactor.run(requests));
+    fn run(
+        mut self,
+        jobs: Receiver<FlushJob>,
+        maintenance: SyncSender<MaintenanceJob>,
+        compactor: JoinHandle<()>,
+    ) {
         while let Ok(job) = jobs.recv() {
             let r = self.flush();
             match job.reply {
                 // `FlowStore::flush` returns once compaction and retention are done too.
-                Some(reply) => match &compactor {
-                    Ok(_) => {
-                        let _ = maintenance.send(MaintenanceJob {
-                            after: Some((r, reply)),
-                        });
-                    }
-                    Err(_) => {
-                        let _ = reply.send(r);
-                    }
-                },
+                Some(reply) => {
+                    let _ = maintenance.send(MaintenanceJob {
+                        after: Some((r, reply)),
+                    });
+                }
                 None => {
                     let _ = maintenance.try_send(MaintenanceJob { after: None });
                 }
             }
         }
         drop(maintenance);
-        match compactor {
-            Ok(handle) => {
-                let _ = handle.join();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "flow-store compactor thread did not start; no compaction or retention")
-            }
-        }
+        let _ = compactor.join();
     }
 
     /// Writes all pending batches, one file per hour they touch.
