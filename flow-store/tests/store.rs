@@ -10,6 +10,7 @@ use common::files_ending;
 use flow_filter::FlowFilters;
 use flow_store::generator::FlowGenerator;
 use flow_store::{FlowQuery, FlowStore, STAGE_QUEUE, StoreConfig, stored_form};
+use futures::StreamExt;
 use webb_proto::Timestamp;
 use webb_proto::flow::{Flow, FlowFilter, Verdict};
 
@@ -332,6 +333,63 @@ fn small_files_of_an_hour_are_compacted_into_one_without_losing_or_duplicating_r
         "each merged file has a sidecar, the merged ones' are gone"
     );
     assert_eq!(by_uuid(all(&store)), by_uuid(expect));
+}
+
+#[test]
+fn a_history_stream_begun_before_a_compaction_reads_the_files_it_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(StoreConfig {
+        compact_min_files: 3,
+        ..config(tmp.path())
+    })
+    .unwrap();
+    let rt = rt();
+    // 150 flows 1 µs apart from the start of this hour: one partition, so one merge.
+    let g = FlowGenerator::new(10, hour_start_ago(0), 1_000_000);
+    let flush_50 = |k: usize| {
+        for f in g.batch(k * 50, 50) {
+            assert!(store.append_blocking(f));
+        }
+        store.flush().unwrap();
+    };
+    flush_50(0);
+    flush_50(1);
+    // Planned over the first two files; it opens them only when read.
+    let reading = rt
+        .block_on(store.stream_flows(&FlowQuery::default()))
+        .unwrap();
+    flush_50(2); // the third file: the three are merged
+    assert_eq!((store.stats().compactions, store.stats().files), (1, 1));
+    assert_eq!(
+        parquet_files(tmp.path()).len(),
+        4,
+        "the merged file and the three it replaced"
+    );
+    let begun_after = rt
+        .block_on(store.stream_flows(&FlowQuery::default()))
+        .unwrap();
+    let read: Vec<Flow> = rt.block_on(reading.map(Result::unwrap).collect());
+    let first_two: Vec<Flow> = g.batch(0, 100).iter().map(stored_form).collect();
+    assert_eq!(by_uuid(read), by_uuid(first_two));
+    let on_disk = parquet_files(tmp.path());
+    assert_eq!(
+        on_disk.len(),
+        1,
+        "deleted once the stream ended: {on_disk:?}"
+    );
+    assert!(
+        on_disk[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("cmp-")
+    );
+    let read: Vec<Flow> = rt.block_on(begun_after.map(Result::unwrap).collect());
+    assert_eq!(
+        read.len(),
+        150,
+        "a stream begun after reads the merged file"
+    );
 }
 
 #[test]
