@@ -206,8 +206,13 @@ pub fn write_parquet<W: Write + Send>(
             b.num_columns()
         )));
     }
-    let rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+    let rows = row_group_rows(&props);
     write_row_groups(sliced_groups(batches, rows).into_iter().map(Ok), out, props)
+}
+
+/// Rows per row group the properties ask for (at least one).
+fn row_group_rows(props: &WriterProperties) -> usize {
+    props.max_row_group_row_count().unwrap_or(usize::MAX).max(1)
 }
 
 /// One row group's rows, handed to the writer one top-level column of [`file_schema`] at a time.
@@ -399,7 +404,7 @@ pub(crate) fn merge(
             None => map_ok = false,
         }
     }
-    let rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+    let rows = row_group_rows(&props);
     // Row groups already a quarter full or more (a flush at a high rate) are spliced byte for
     // byte, statistics and page index kept: re-encoding them took about a core-second per
     // merge at 50k flows/s, while the relay's queues and unflushed batches filled (its peak
@@ -637,7 +642,13 @@ pub(crate) fn remove_if_empty(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use webb_proto::Timestamp;
+
     use super::*;
+    use crate::FlowBatchBuilder;
+    use crate::generator::FlowGenerator;
 
     #[test]
     fn partition_directories_are_hive_date_and_hour_and_parse_back() {
@@ -648,13 +659,6 @@ mod tests {
         assert_eq!(parse_partition("date=2026-11-27", "hour=23"), Some(hour));
         assert_eq!(parse_partition("date=2026-11-27", "hour=x"), None);
     }
-
-    use std::sync::Arc;
-
-    use webb_proto::Timestamp;
-
-    use crate::FlowBatchBuilder;
-    use crate::generator::FlowGenerator;
 
     fn batches(g: &FlowGenerator, from: usize, rows: &[usize]) -> Vec<RecordBatch> {
         let mut b = FlowBatchBuilder::new();
