@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use webb_proto::Timestamp;
 use webb_proto::extras;
-use webb_proto::flow::{Dns, Endpoint, Flow, L7FlowType, Layer7, Service, Workload, layer7};
+use webb_proto::flow::{
+    Dns, Endpoint, Flow, L7FlowType, Layer7, NetworkInterface, Service, Workload, layer7,
+};
 use webb_proto::sample;
 use webb_proto::webb_v1::{FlowExtras, KernelDropReason, StageLoss};
 
@@ -159,10 +161,14 @@ impl FlowGenerator {
         }
     }
 
-    /// The time of flow `i`.
+    /// The time of flow `i`: somewhere in its slot of `1e9 / rate_per_sec` ns, so that times
+    /// rise but their gaps vary as real arrivals' do (evenly spaced times would cost a
+    /// delta-encoded column nothing).
     pub fn time(&self, i: usize) -> Timestamp {
-        let ns =
-            self.start.unix_nanos() + (i as i128) * 1_000_000_000 / i128::from(self.rate_per_sec);
+        let slot = |i: usize| (i as i128) * 1_000_000_000 / i128::from(self.rate_per_sec);
+        let width = (slot(i + 1) - slot(i)).max(1);
+        let jitter = i128::from(mix64(i as u64 ^ TIME_SALT)) % width;
+        let ns = self.start.unix_nanos() + slot(i) + jitter;
         Timestamp {
             seconds: ns.div_euclid(1_000_000_000) as i64,
             nanos: ns.rem_euclid(1_000_000_000) as i32,
@@ -178,12 +184,31 @@ impl FlowGenerator {
     /// Flow `i`, given how many flows each producer made before it.
     fn flow_numbered(&self, i: usize, counts: &ProducerCounts) -> Flow {
         let h = mix64(i as u64);
-        let mut f = if is_dns(i) { dns(i) } else { sample::mixed(i) };
+        let shape = shape(i);
+        let mut f = if is_dns(i) {
+            dns(shape)
+        } else {
+            sample::mixed(shape)
+        };
         let (src, dst) = self.endpoints(h);
         f.time = Some(self.time(i));
         f.node_name = format!("node-{}", src % NODES);
         let producer = self.producer(i);
         f.uuid = uuid_like_webb(producer, first_seq(producer) + counts[producer]);
+        // The host-side interface and MAC address are the source endpoint's (Cilium's lxc
+        // model), not a function of the flow.
+        let ep = mix64(src as u64 ^ ENDPOINT_SALT);
+        f.interface = Some(NetworkInterface {
+            index: 10 + src as u32,
+            name: format!("lxc{:011x}", ep >> 20),
+        });
+        if let Some(eth) = f.ethernet.as_mut() {
+            let b = ep.to_be_bytes();
+            eth.source = format!(
+                "6a:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                b[0], b[1], b[2], b[3], b[4]
+            );
+        }
         f.source = Some(self.endpoint(src));
         f.destination = Some(self.endpoint(dst));
         if let Some(ip) = f.ip.as_mut().filter(|ip| ip.ip_version == 1) {
@@ -199,9 +224,9 @@ impl FlowGenerator {
                 f.destination_service = Some(Service { name, namespace });
             }
         }
-        // Drops come on every tenth index (`sample::mixed`); every other one of them carries
-        // the kernel's drop reason and a ring loss record.
-        if f.verdict == 2 && (i / 10).is_multiple_of(2) {
+        // Drops are the shapes ending in 5 (`sample::mixed`); those with an even tens digit
+        // (about half) carry the kernel's drop reason and a ring loss record.
+        if f.verdict == 2 && (shape / 10).is_multiple_of(2) {
             let node = f.node_name.clone();
             extras::attach(
                 &mut f,
@@ -246,13 +271,26 @@ impl Iterator for FlowGenerator {
     }
 }
 
-fn is_dns(i: usize) -> bool {
-    i % 20 == 11
+const TIME_SALT: u64 = 0x7157;
+const SHAPE_SALT: u64 = 0x5a4e;
+const ENDPOINT_SALT: u64 = 0xe9d0;
+
+/// What flow `i` is and carries besides its endpoints (its kind in the mix, ports, URL, trace
+/// id): `sample::mixed` of a hash of `i`, so that neighbours in time are as unlike each other
+/// as the flows of many pods are. `mixed(i)` of consecutive `i` is a cycle of ten kinds with
+/// counting ports and ids, which zstd turned into nearly nothing.
+fn shape(i: usize) -> usize {
+    (mix64(i as u64 ^ SHAPE_SALT) >> 24) as usize
 }
 
-/// Whether `sample::mixed(i)` is an HTTP request or response (a test keeps the two in step).
+fn is_dns(i: usize) -> bool {
+    shape(i) % 20 == 11
+}
+
+/// Whether `sample::mixed(shape(i))` is an HTTP request or response (a test keeps the two in
+/// step).
 fn is_http(i: usize) -> bool {
-    i % 10 >= 6
+    shape(i) % 10 >= 6
 }
 
 /// Where producer `p`'s counter stood at the generator's start: agents and relays have been
@@ -316,6 +354,21 @@ mod tests {
         extras::unpack(f)?.ok()?.kernel_drop
     }
 
+    /// Times rise with the index, each in its own slot, and their gaps vary.
+    #[test]
+    fn times_rise_in_slots_with_uneven_gaps() {
+        let g = FlowGenerator::new(200, Timestamp::default(), 1000);
+        let ns: Vec<i128> = (0..1000).map(|i| g.time(i).unix_nanos()).collect();
+        for (i, t) in ns.iter().enumerate() {
+            assert!(
+                (i as i128 * 1_000_000..(i as i128 + 1) * 1_000_000).contains(t),
+                "flow {i}"
+            );
+        }
+        let gaps: std::collections::HashSet<i128> = ns.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.len() > 900, "{} distinct gaps", gaps.len());
+    }
+
     #[test]
     fn l7_flows_are_numbered_by_the_relay_and_the_rest_by_their_nodes_agent() {
         let g = FlowGenerator::new(200, Timestamp::default(), 1000);
@@ -358,13 +411,25 @@ mod tests {
     }
 
     #[test]
-    fn half_of_the_drops_carry_a_kernel_drop_reason_and_nothing_else_does() {
+    fn about_half_of_the_drops_carry_a_kernel_drop_reason_and_nothing_else_does() {
         let g = FlowGenerator::new(200, Timestamp::default(), 1000);
         let flows = g.batch(0, 1000);
-        let drops: Vec<&Flow> = flows.iter().filter(|f| f.verdict == 2).collect();
-        let with_reason = drops.iter().filter(|f| kernel_drop(f).is_some()).count();
-        assert!(!drops.is_empty());
-        assert_eq!(with_reason, drops.len() / 2, "of {} drops", drops.len());
+        let drops: Vec<usize> = (0..flows.len())
+            .filter(|&i| flows[i].verdict == 2)
+            .collect();
+        for &i in &drops {
+            let expected = (shape(i) / 10).is_multiple_of(2);
+            assert_eq!(kernel_drop(&flows[i]).is_some(), expected, "flow {i}");
+        }
+        let with_reason = drops
+            .iter()
+            .filter(|&&i| kernel_drop(&flows[i]).is_some())
+            .count();
+        assert!(
+            (drops.len() / 3..=drops.len() * 2 / 3).contains(&with_reason),
+            "{with_reason} of {} drops",
+            drops.len()
+        );
         assert!(
             flows
                 .iter()
