@@ -44,7 +44,9 @@ const DAY_SECS: u64 = 86_400;
 /// 3: service-map sidecars; 1 Mi-row groups, 100 Ki-row pages, prefix-delta text columns.
 /// 4: 128 Ki-row groups again.
 /// 5: UUIDs numbered per producer (each node's agent, the relay's L7 stages), as Webb does.
-const DATA_SET_VERSION: u32 = 5;
+/// 6: uneven gaps between times, flows' kinds and contents in no cycle, interface and MAC of
+///    the source endpoint; row groups ordered by source endpoint.
+const DATA_SET_VERSION: u32 = 6;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use std::io::Write;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, TimestampNanosecondArray};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampNanosecondArray, UInt32Array};
+use arrow::datatypes::{DataType, TimestampNanosecondType, UInt32Type};
 use chrono::{DateTime, Datelike, Timelike};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -187,10 +188,8 @@ pub(crate) fn time_range(batches: &[RecordBatch]) -> Option<(i64, i64)> {
 }
 
 /// Encodes flow batches of [`file_schema`] (as [`crate::FlowBatchBuilder`] makes them) as one
-/// Parquet file the way the store writes its files: rows in the order given (arrival order,
-/// nearly time order: keeps `time` delta-encoded in a byte or two and the sequential uuids
-/// small; sorting by endpoint was measured to double the size), row groups of the properties'
-/// row count, written a column at a time (see [`write_row_groups`]).
+/// Parquet file the way the store writes its files: row groups of the properties' row count,
+/// each with its rows in [`ROW_ORDER`], written a column at a time (see [`write_row_groups`]).
 pub fn write_parquet<W: Write + Send>(
     batches: &[RecordBatch],
     out: W,
@@ -207,7 +206,8 @@ pub fn write_parquet<W: Write + Send>(
         )));
     }
     let rows = row_group_rows(&props);
-    write_row_groups(sliced_groups(batches, rows).into_iter().map(Ok), out, props)
+    let groups = sliced_groups(batches, rows).into_iter().map(Ordered::new);
+    write_row_groups(groups, out, props)
 }
 
 /// Rows per row group the properties ask for (at least one).
@@ -256,6 +256,84 @@ fn write_row_groups<W: Write + Send, G: RowGroupColumns>(
         row_group.close()?;
     }
     file.into_inner()
+}
+
+/// The order of the rows in each row group: by source endpoint, then time. A row group holds a
+/// minute or more of many pods' flows; a pod's flows side by side make runs of its namespace,
+/// pod, labels, workload, IP, interface and MAC (columns that are functions of the endpoint),
+/// which arrival order stores again on every row. `time`, delta-encoded, pays part of it back
+/// (larger gaps within one endpoint's run). Row groups' time ranges are unchanged (pruning),
+/// and no query relies on row order: they sort by time.
+const ROW_ORDER: [&str; 3] = ["source_identity", "source_id", TIME];
+
+/// A row group with its rows put in [`ROW_ORDER`]; `G` gives them in any order.
+struct Ordered<G> {
+    inner: G,
+    /// `G`'s rows in output order: as (array, row) and as positions in its arrays
+    /// concatenated.
+    order: Vec<(usize, usize)>,
+    positions: UInt32Array,
+}
+
+impl<G: RowGroupColumns> Ordered<G> {
+    fn new(mut inner: G) -> Result<Self, ParquetError> {
+        let schema = file_schema();
+        let [identity, id, time] = ROW_ORDER.map(|name| schema.index_of(name));
+        let (identity, id, time) = (
+            inner.column(identity?)?,
+            inner.column(id?)?,
+            inner.column(time?)?,
+        );
+        // One packed key per row (a null sorts as 0, or as the earliest time): a sort of plain
+        // integers, several times faster than arrow's comparator over three columns.
+        let mut keys: Vec<(u128, u32)> = Vec::new();
+        let mut rows = Vec::new();
+        for (array, ((identity, id), time)) in identity.iter().zip(&id).zip(&time).enumerate() {
+            let (identity, id, time) = (
+                identity.as_primitive::<UInt32Type>(),
+                id.as_primitive::<UInt32Type>(),
+                time.as_primitive::<TimestampNanosecondType>(),
+            );
+            for r in 0..identity.len() {
+                let identity = identity.is_valid(r).then(|| identity.value(r));
+                let id = id.is_valid(r).then(|| id.value(r));
+                let time = time.is_valid(r).then(|| time.value(r));
+                let (identity, id) = (identity.unwrap_or(0), id.unwrap_or(0));
+                let time = time.unwrap_or(i64::MIN);
+                let key = (u128::from(identity) << 96)
+                    | (u128::from(id) << 64)
+                    | u128::from((time as u64) ^ (1 << 63));
+                keys.push((key, keys.len() as u32));
+                rows.push((array, r));
+            }
+        }
+        keys.sort_unstable();
+        let order = keys.iter().map(|&(_, p)| rows[p as usize]).collect();
+        let positions = UInt32Array::from_iter_values(keys.into_iter().map(|(_, p)| p));
+        Ok(Ordered {
+            inner,
+            order,
+            positions,
+        })
+    }
+}
+
+impl<G: RowGroupColumns> RowGroupColumns for Ordered<G> {
+    fn column(&mut self, index: usize) -> Result<Vec<ArrayRef>, ParquetError> {
+        let arrays = self.inner.column(index)?;
+        let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+        let ordered = if let Some(DataType::Dictionary(..)) = arrays.first().map(|a| a.data_type())
+        {
+            // `take` moves the keys only, over the one dictionary `concat` merges.
+            let all = arrow::compute::concat(&refs)?;
+            arrow::compute::take(&all, &self.positions, None)?
+        } else {
+            // Lists (labels, policies, headers): `interleave` gathers their children in one
+            // pass where `take` extends them row by row (labels: 14 against 38 ms per row group).
+            arrow::compute::interleave(&refs, &self.order)?
+        };
+        Ok(vec![ordered])
+    }
 }
 
 /// A row group cut from batches in memory (zero-copy slices).
@@ -420,11 +498,8 @@ pub(crate) fn merge(
         if splice {
             splice_row_groups(&inputs, file, props)
         } else {
-            write_row_groups(
-                merged_groups(&inputs, rows).into_iter().map(Ok),
-                file,
-                props,
-            )
+            let groups = merged_groups(&inputs, rows).into_iter().map(Ordered::new);
+            write_row_groups(groups, file, props)
         }
     };
     let lo = run.iter().map(|s| s.seq_lo).min().unwrap_or_default();
@@ -689,8 +764,32 @@ mod tests {
         )
     }
 
+    /// `written` as a file of row groups of `groups` rows holds it: each group's rows ordered
+    /// by source identity, source id and time (a stable sort: ties keep their order).
+    fn in_row_order(written: &[RecordBatch], groups: &[i64]) -> RecordBatch {
+        let all = arrow::compute::concat_batches(&file_schema(), written).unwrap();
+        let u32s = |name: &str| all[name].as_primitive::<UInt32Type>().clone();
+        let (identity, id) = (u32s("source_identity"), u32s("source_id"));
+        let time = all[TIME].as_primitive::<TimestampNanosecondType>().clone();
+        let mut order: Vec<u32> = Vec::new();
+        let mut start = 0;
+        for &n in groups {
+            let mut rows: Vec<u32> = (start..start + n as u32).collect();
+            rows.sort_by_key(|&r| {
+                (
+                    identity.value(r as usize),
+                    id.value(r as usize),
+                    time.value(r as usize),
+                )
+            });
+            order.extend(rows);
+            start += n as u32;
+        }
+        arrow::compute::take_record_batch(&all, &UInt32Array::from(order)).unwrap()
+    }
+
     #[test]
-    fn a_file_is_cut_into_row_groups_of_the_configured_rows_and_reads_back_as_written() {
+    fn a_file_is_cut_into_row_groups_of_the_configured_rows_each_in_endpoint_order() {
         let tmp = tempfile::tempdir().unwrap();
         let g = FlowGenerator::new(40, Timestamp::now(), 1_000);
         let written = batches(&g, 0, &[70, 0, 45, 120]);
@@ -699,14 +798,12 @@ mod tests {
         let (rows, groups) = read_all(&seg.path);
         assert_eq!(groups, [100, 100, 35]);
         assert_eq!(seg.rows, 235);
-        assert_eq!(
-            rows,
-            arrow::compute::concat_batches(&file_schema(), &written).unwrap()
-        );
+        assert_eq!(rows, in_row_order(&written, &groups));
     }
 
     /// Files of `sizes` (each a list of batch sizes) merged with row groups of `limit` rows:
-    /// checks that the merged file holds the inputs' rows in order and a sidecar of them, and
+    /// checks that the merged file holds the inputs' rows (each row group in endpoint order)
+    /// and a sidecar of them, and
     /// returns the file and its row groups' sizes.
     fn merge_checked(dir: &Path, limit: usize, sizes: &[&[usize]]) -> (Segment, Vec<i64>) {
         let g = FlowGenerator::new(40, Timestamp::now(), 1_000);
@@ -728,10 +825,7 @@ mod tests {
             (run[0].min_time, last.max_time)
         );
         let (rows, groups) = read_all(&merged.path);
-        assert_eq!(
-            rows,
-            arrow::compute::concat_batches(&file_schema(), &written).unwrap()
-        );
+        assert_eq!(rows, in_row_order(&written, &groups));
         let mut expect = PartialMap::default();
         for b in &written {
             expect.add_batch(b, None).unwrap();
@@ -746,7 +840,7 @@ mod tests {
     }
 
     #[test]
-    fn a_merge_of_small_row_groups_re_encodes_them_whole_into_fuller_ones_in_order() {
+    fn a_merge_of_small_row_groups_re_encodes_them_whole_into_fuller_ones() {
         // Row groups under a quarter of the limit (400): 60 | 30 | 300 + 200 (the third
         // file's own groups: 400 and 100), gathered whole into groups of at most 400 rows.
         let tmp = tempfile::tempdir().unwrap();
