@@ -1156,9 +1156,10 @@ fn summary_into(ev: &RawEvent<'_>, l4: Option<&Layer4>, out: &mut String) {
     match (ev.family, l4.and_then(|l| l.protocol.as_ref())) {
         (event::Family::None, _) if ev.has_flag(event::flags::NO_L2) => out.push_str("Unknown"),
         (event::Family::None, _) => out.push_str("Ethernet"),
-        (_, Some(layer4::Protocol::Tcp(t))) => {
-            tcp_summary_into(t.flags.as_ref().unwrap_or(&TcpFlags::default()), out)
-        }
+        (_, Some(layer4::Protocol::Tcp(t))) => webb_proto::summary::tcp_flags_into(
+            t.flags.as_ref().unwrap_or(&TcpFlags::default()),
+            out,
+        ),
         (_, Some(layer4::Protocol::Udp(_))) => out.push_str("UDP"),
         (_, Some(layer4::Protocol::Sctp(_))) => out.push_str("SCTP"),
         (_, Some(layer4::Protocol::IcmPv4(_))) => {
@@ -1202,33 +1203,7 @@ fn tcp_flags(ev: &RawEvent<'_>) -> TcpFlags {
 
 /// `TCP Flags: SYN, ACK` — Hubble's fixed order.
 pub fn tcp_summary(f: &TcpFlags) -> String {
-    let mut s = String::with_capacity(32);
-    tcp_summary_into(f, &mut s);
-    s
-}
-
-fn tcp_summary_into(f: &TcpFlags, s: &mut String) {
-    s.push_str("TCP Flags: ");
-    let mut first = true;
-    for (set, name) in [
-        (f.syn, "SYN"),
-        (f.ack, "ACK"),
-        (f.rst, "RST"),
-        (f.fin, "FIN"),
-        (f.psh, "PSH"),
-        (f.urg, "URG"),
-        (f.ece, "ECE"),
-        (f.cwr, "CWR"),
-        (f.ns, "NS"),
-    ] {
-        if set {
-            if !first {
-                s.push_str(", ");
-            }
-            s.push_str(name);
-            first = false;
-        }
-    }
+    webb_proto::summary::tcp_flags(f)
 }
 
 /// gopacket's `ICMPv4TypeCode.String()`, which Hubble prints.

@@ -30,6 +30,7 @@ use webb_proto::flow::{
     CiliumEventType, Flow, FlowType, Http, HttpHeader, L7FlowType, Layer4, Layer7, Tcp,
     TraceContext, TraceParent, TrafficDirection, Verdict, layer4, layer7,
 };
+use webb_proto::summary;
 use webb_proto::webb_v1::CapturedPayload;
 
 pub use httparse::Header;
@@ -898,7 +899,10 @@ impl Flows<'_> {
 impl MessageSink for Flows<'_> {
     fn request(&mut self, packet: &Flow, r: &Request<'_>) {
         let flow = self.push(packet, r.time_ns, false, r.trace_id);
-        flow.summary = join(&[r.protocol, " ", r.method, " ", r.url]);
+        let mut summary =
+            String::with_capacity(r.protocol.len() + r.method.len() + r.url.len() + 2);
+        summary::http_request_into(r.protocol, r.method, r.url, &mut summary);
+        flow.summary = summary;
         flow.l7 = Some(Layer7 {
             r#type: L7FlowType::Request as i32,
             latency_ns: 0,
@@ -913,19 +917,16 @@ impl MessageSink for Flows<'_> {
     }
 
     fn response(&mut self, packet: &Flow, r: &Response<'_>) {
-        let (mut code_text, mut ms_text) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let summary = join(&[
+        let mut summary =
+            String::with_capacity(r.protocol.len() + r.method.len() + r.url.len() + 24);
+        summary::http_response_into(
             r.protocol,
-            " ",
-            code_text.format(r.code),
-            " ",
-            ms_text.format(r.latency_ns / 1_000_000),
-            "ms (",
+            u32::from(r.code),
+            r.latency_ns,
             r.method,
-            " ",
             r.url,
-            ")",
-        ]);
+            &mut summary,
+        );
         let flow = self.push(packet, r.time_ns, true, r.trace_id);
         flow.traffic_direction = r.request_direction;
         flow.summary = summary;
@@ -1110,13 +1111,6 @@ fn request_url(url: &mut String, target: &str, host: Option<&str>, dst: SocketAd
     if origin_form {
         url.push_str(target);
     }
-}
-
-/// The concatenation of `parts`, allocated once at its final size.
-fn join(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    parts.iter().for_each(|p| s.push_str(p));
-    s
 }
 
 /// Headers as Hubble lists them: lower-case keys (as Envoy reports them), sorted by key,

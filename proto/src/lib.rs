@@ -18,6 +18,7 @@ mod json_number;
 pub mod options;
 pub mod sample;
 pub mod status;
+pub mod summary;
 pub mod wkt;
 
 pub use pbjson_types;

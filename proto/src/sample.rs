@@ -134,7 +134,7 @@ pub fn tcp(i: usize) -> Flow {
             ..Default::default()
         },
     };
-    let summary = summary_for_flags(&flags);
+    let summary = crate::summary::tcp_flags(&flags);
     Flow {
         l4: Some(Layer4 {
             protocol: Some(layer4::Protocol::Tcp(Tcp {
@@ -152,22 +152,6 @@ pub fn tcp(i: usize) -> Flow {
         summary,
         ..base(i, Verdict::Forwarded, FlowType::L3L4)
     }
-}
-
-fn summary_for_flags(flags: &TcpFlags) -> String {
-    let names = [
-        (flags.syn, "SYN"),
-        (flags.ack, "ACK"),
-        (flags.rst, "RST"),
-        (flags.fin, "FIN"),
-        (flags.psh, "PSH"),
-    ];
-    let set: Vec<&str> = names
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| *n)
-        .collect();
-    format!("TCP Flags: {}", set.join(", "))
 }
 
 /// An IPv6 UDP flow allowed by a named policy (a policy-verdict event).
