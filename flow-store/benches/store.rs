@@ -45,7 +45,8 @@ const DAY_SECS: u64 = 86_400;
 /// 4: 128 Ki-row groups again.
 /// 5: UUIDs numbered per producer (each node's agent, the relay's L7 stages), as Webb does.
 /// 6: uneven gaps between times, flows' kinds and contents in no cycle, interface and MAC of
-///    the source endpoint; row groups ordered by source endpoint.
+///    the source endpoint; row groups ordered by source endpoint; summaries a flow's fields give
+///    stored as NULL.
 const DATA_SET_VERSION: u32 = 6;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

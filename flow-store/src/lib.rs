@@ -19,6 +19,7 @@ mod segment;
 mod service_map;
 pub mod sql;
 mod store;
+pub mod summary;
 mod table;
 pub mod uuid;
 

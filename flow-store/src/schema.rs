@@ -742,7 +742,10 @@ pub struct FlowBatchBuilder {
     egress_denied_by: PolicyList,
     ingress_denied_by: PolicyList,
     policy_log: StrList,
+    /// NULL when the flow's summary is the one its fields give (see `crate::summary`).
     summary: StringBuilder,
+    /// Working space for the derived summary.
+    scratch: String,
     kd_name: Dict,
     kd_id: UInt32Builder,
     kd_symbol: Dict,
@@ -948,6 +951,7 @@ impl FlowBatchBuilder {
             ingress_denied_by: PolicyList::new(),
             policy_log: StrList::new(),
             summary: StringBuilder::new(),
+            scratch: String::new(),
             kd_name: Dict::new(),
             kd_id: UInt32Builder::new(),
             kd_symbol: Dict::new(),
@@ -1076,7 +1080,11 @@ impl FlowBatchBuilder {
         self.egress_denied_by.push(&flow.egress_denied_by);
         self.ingress_denied_by.push(&flow.ingress_denied_by);
         self.policy_log.push(Some(&flow.policy_log));
-        self.summary.append_value(&flow.summary);
+        if crate::summary::is_derived(flow, &mut self.scratch) {
+            self.summary.append_null();
+        } else {
+            self.summary.append_value(&flow.summary);
+        }
 
         let extras = extras::unpack(flow).and_then(Result::ok);
         self.append_extras(extras.as_ref());
@@ -1374,7 +1382,7 @@ impl<'a> Str<'a> {
             }
         }
     }
-    fn string(&self, i: usize) -> String {
+    pub(crate) fn string(&self, i: usize) -> String {
         self.get(i).unwrap_or_default().to_owned()
     }
 }
@@ -1463,14 +1471,68 @@ impl StrListCol<'_> {
     }
 }
 
-fn opt<T: arrow::datatypes::ArrowPrimitiveType>(
+/// Row `i`'s L4 protocol, named `name` in column `l4_protocol` (not VRRP or IGMP: those are
+/// kept whole in `residual`), with its ports, ICMP type and code and TCP flags.
+pub(crate) fn l4_protocol_at(
+    i: usize,
+    name: &str,
+    ports: (u32, u32),
+    icmp: (u32, u32),
+    tcp_flags: Option<&str>,
+) -> Result<Option<layer4::Protocol>, SchemaError> {
+    Ok(match name {
+        "" => None,
+        "TCP" => {
+            let flags = match tcp_flags {
+                None => None,
+                Some(s) => Some(tcp_flags_parse(s).ok_or_else(|| SchemaError::BadValue {
+                    column: "tcp_flags",
+                    row: i,
+                    value: s.to_owned(),
+                    what: "TCP flag list",
+                })?),
+            };
+            Some(layer4::Protocol::Tcp(Tcp {
+                source_port: ports.0,
+                destination_port: ports.1,
+                flags,
+            }))
+        }
+        "UDP" => Some(layer4::Protocol::Udp(Udp {
+            source_port: ports.0,
+            destination_port: ports.1,
+        })),
+        "SCTP" => Some(layer4::Protocol::Sctp(Sctp {
+            source_port: ports.0,
+            destination_port: ports.1,
+        })),
+        "ICMPv4" => Some(layer4::Protocol::IcmPv4(IcmPv4 {
+            r#type: icmp.0,
+            code: icmp.1,
+        })),
+        "ICMPv6" => Some(layer4::Protocol::IcmPv6(IcmPv6 {
+            r#type: icmp.0,
+            code: icmp.1,
+        })),
+        other => {
+            return Err(SchemaError::BadValue {
+                column: "l4_protocol",
+                row: i,
+                value: other.to_owned(),
+                what: "L4 protocol",
+            });
+        }
+    })
+}
+
+pub(crate) fn opt<T: arrow::datatypes::ArrowPrimitiveType>(
     a: &arrow::array::PrimitiveArray<T>,
     i: usize,
 ) -> Option<T::Native> {
     a.is_valid(i).then(|| a.value(i))
 }
 
-fn parse_enum<E: ProtoEnum>(
+pub(crate) fn parse_enum<E: ProtoEnum>(
     column: &'static str,
     row: usize,
     s: Option<&str>,
@@ -1746,51 +1808,7 @@ pub fn flows_from_batch(batch: &RecordBatch) -> Result<Vec<Flow>, SchemaError> {
                     opt(icmp_type, i).unwrap_or_default(),
                     opt(icmp_code, i).unwrap_or_default(),
                 );
-                let protocol = match p {
-                    "" => None,
-                    "TCP" => {
-                        let flags = match tcp_flags.get(i) {
-                            None => None,
-                            Some(s) => {
-                                Some(tcp_flags_parse(s).ok_or_else(|| SchemaError::BadValue {
-                                    column: "tcp_flags",
-                                    row: i,
-                                    value: s.to_owned(),
-                                    what: "TCP flag list",
-                                })?)
-                            }
-                        };
-                        Some(layer4::Protocol::Tcp(Tcp {
-                            source_port: ports.0,
-                            destination_port: ports.1,
-                            flags,
-                        }))
-                    }
-                    "UDP" => Some(layer4::Protocol::Udp(Udp {
-                        source_port: ports.0,
-                        destination_port: ports.1,
-                    })),
-                    "SCTP" => Some(layer4::Protocol::Sctp(Sctp {
-                        source_port: ports.0,
-                        destination_port: ports.1,
-                    })),
-                    "ICMPv4" => Some(layer4::Protocol::IcmPv4(IcmPv4 {
-                        r#type: icmp.0,
-                        code: icmp.1,
-                    })),
-                    "ICMPv6" => Some(layer4::Protocol::IcmPv6(IcmPv6 {
-                        r#type: icmp.0,
-                        code: icmp.1,
-                    })),
-                    other => {
-                        return Err(SchemaError::BadValue {
-                            column: "l4_protocol",
-                            row: i,
-                            value: other.to_owned(),
-                            what: "L4 protocol",
-                        });
-                    }
-                };
+                let protocol = l4_protocol_at(i, p, ports, icmp, tcp_flags.get(i))?;
                 Some(Layer4 { protocol })
             }
         };
@@ -1883,7 +1901,7 @@ pub fn flows_from_batch(batch: &RecordBatch) -> Result<Vec<Flow>, SchemaError> {
             }),
             None => residual.trace_context.clone(),
         };
-        out.push(Flow {
+        let mut flow = Flow {
             time: opt(time, i).map(|ns| Timestamp {
                 seconds: ns.div_euclid(1_000_000_000),
                 nanos: ns.rem_euclid(1_000_000_000) as i32,
@@ -1958,7 +1976,7 @@ pub fn flows_from_batch(batch: &RecordBatch) -> Result<Vec<Flow>, SchemaError> {
             sock_xlate_point: residual.sock_xlate_point,
             socket_cookie: residual.socket_cookie,
             cgroup_id: residual.cgroup_id,
-            summary: summary.string(i),
+            summary: String::new(),
             extensions,
             egress_allowed_by: egress_allowed_by.get(i),
             ingress_allowed_by: ingress_allowed_by.get(i),
@@ -1966,7 +1984,9 @@ pub fn flows_from_batch(batch: &RecordBatch) -> Result<Vec<Flow>, SchemaError> {
             ingress_denied_by: ingress_denied_by.get(i),
             policy_log: policy_log.get(i),
             aggregate: residual.aggregate,
-        });
+        };
+        flow.summary = crate::summary::shown(summary.get(i), &flow);
+        out.push(flow);
     }
     Ok(out)
 }

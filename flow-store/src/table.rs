@@ -31,6 +31,7 @@ use webb_proto::flow::{Flow, Verdict};
 use crate::schema::{SchemaError, TIME, enum_name, file_schema, flow_schema, flows_from_batch};
 use crate::segment::Segment;
 use crate::store::{FlowStore, Shared};
+use crate::summary::{SUMMARY, SUMMARY_STORED, shown_summary};
 use crate::uuid::{UUID, UUID_HEAD, UUID_TAIL, UUID_TEXT, join_udf};
 
 /// Name of the table in SQL.
@@ -83,12 +84,14 @@ fn joined_uuid() -> Expr {
     join_udf().call(vec![col(UUID_HEAD), col(UUID_TAIL), col(UUID_TEXT)])
 }
 
-/// `filter` over the stored columns: `uuid` becomes [`joined_uuid`], so the Parquet reader can
-/// evaluate it (without pruning: the stored uuid columns have no statistics).
+/// `filter` over the stored columns: `uuid` becomes [`joined_uuid`] and `summary`
+/// [`shown_summary`], so the Parquet reader can evaluate it (without pruning: those stored
+/// columns have no statistics).
 fn stored_filter(filter: Expr) -> DfResult<Expr> {
     filter
         .transform_up(|e| match &e {
             Expr::Column(c) if c.name == UUID => Ok(Transformed::yes(joined_uuid())),
+            Expr::Column(c) if c.name == SUMMARY => Ok(Transformed::yes(shown_summary())),
             _ => Ok(Transformed::no(e)),
         })
         .map(|t| t.data)
@@ -176,13 +179,17 @@ impl TableProvider for FlowsTable {
         };
         let mut stored: Vec<usize> = Vec::new();
         for &i in &wanted {
-            match logical.field(i).name().as_str() {
-                UUID => {
-                    for name in [UUID_HEAD, UUID_TAIL, UUID_TEXT] {
-                        stored.push(schema.index_of(name)?);
-                    }
+            let names: &[&str] = match logical.field(i).name().as_str() {
+                UUID => &[UUID_HEAD, UUID_TAIL, UUID_TEXT],
+                SUMMARY => &SUMMARY_STORED,
+                name => &[name],
+            };
+            for name in names {
+                // Once each: `summary` reads columns the query may show too.
+                let index = schema.index_of(name)?;
+                if !stored.contains(&index) {
+                    stored.push(index);
                 }
-                name => stored.push(schema.index_of(name)?),
             }
         }
         let projection = Some(&stored);
@@ -248,10 +255,10 @@ impl TableProvider for FlowsTable {
         let mut exprs = Vec::with_capacity(wanted.len());
         for &i in &wanted {
             let name = logical.field(i).name();
-            let e = if name == UUID {
-                joined_uuid()
-            } else {
-                col(name.as_str())
+            let e = match name.as_str() {
+                UUID => joined_uuid(),
+                SUMMARY => shown_summary(),
+                _ => col(name.as_str()),
             };
             exprs.push((state.create_physical_expr(e, &input_schema)?, name.clone()));
         }

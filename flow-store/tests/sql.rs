@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+mod common;
+
 use flow_store::generator::FlowGenerator;
 use flow_store::{FlowStore, SqlError, SqlLimits, StoreConfig};
 use webb_proto::Timestamp;
@@ -112,6 +114,65 @@ fn flows_are_found_by_their_uuid_text() {
         .sql("SELECT count(*) FROM flows WHERE uuid LIKE '3F25%' OR uuid IS NULL")
         .unwrap();
     assert_eq!(r.rows[0][0].as_i64(), Some(1));
+}
+
+/// Files keep a summary only when it is not the one the flow's fields give (see
+/// `flow_store::summary`); table `flows` shows every summary, and filters on it find them.
+#[test]
+fn summaries_are_shown_and_found_whether_stored_or_derived() {
+    let fx = fixture(1000);
+    let g = generator();
+    let mut own = g.flow(1000);
+    own.summary = "TCP Flags: SYN (kernel: nf_hook_slow)".into();
+    assert!(fx.store.append_blocking(own.clone()));
+    fx.store.flush().unwrap();
+    let mut written = g.batch(0, 1000);
+    written.push(own);
+
+    let r = fx
+        .sql("SELECT uuid, summary, l4_protocol FROM flows")
+        .unwrap();
+    let shown: std::collections::HashMap<&str, &str> = r
+        .rows
+        .iter()
+        .map(|row| (row[0].as_str().unwrap(), row[1].as_str().unwrap()))
+        .collect();
+    assert_eq!(shown.len(), written.len());
+    for f in &written {
+        assert_eq!(shown[f.uuid.as_str()], f.summary, "flow {}", f.uuid);
+    }
+    let gets = written
+        .iter()
+        .filter(|f| f.summary.starts_with("HTTP/1.1 GET "))
+        .count();
+    let r = fx
+        .sql("SELECT count(*) FROM flows WHERE summary LIKE 'HTTP/1.1 GET %'")
+        .unwrap();
+    assert!(gets > 100);
+    assert_eq!(r.rows[0][0].as_i64(), Some(gets as i64));
+    let r = fx
+        .sql("SELECT summary FROM flows WHERE summary LIKE '%nf_hook_slow%'")
+        .unwrap();
+    assert_eq!(r.rows.len(), 1);
+
+    // On disk: NULL for each derived one, the text for the rest (DNS answers, the own one).
+    let derived = written
+        .iter()
+        .filter(|f| webb_proto::summary::derived(f).as_deref() == Some(f.summary.as_str()))
+        .count();
+    assert!(derived > written.len() * 9 / 10, "{derived}");
+    let mut nulls = 0;
+    for path in common::files_ending(fx._tmp.path(), ".parquet") {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(path).unwrap(),
+        )
+        .unwrap();
+        let mask = parquet::arrow::ProjectionMask::columns(reader.parquet_schema(), ["summary"]);
+        for b in reader.with_projection(mask).build().unwrap() {
+            nulls += b.unwrap().column(0).null_count();
+        }
+    }
+    assert_eq!(nulls, derived);
 }
 
 #[test]
