@@ -211,9 +211,13 @@ impl FlowGenerator {
         }
         f.source = Some(self.endpoint(src));
         f.destination = Some(self.endpoint(dst));
-        if let Some(ip) = f.ip.as_mut().filter(|ip| ip.ip_version == 1) {
-            ip.source = format!("198.18.{}.{}", src / 250 % 250, src % 250 + 1);
-            ip.destination = format!("198.18.{}.{}", dst / 250 % 250, dst % 250 + 1);
+        // Pods are dual-stack: each has its own IPv4 and IPv6 address.
+        if let Some(ip) = f.ip.as_mut() {
+            let address = |p: usize| match ip.ip_version {
+                1 => format!("198.18.{}.{}", p / 250 % 250, p % 250 + 1),
+                _ => format!("2001:2:0:{:x}::{:x}", p / 250, p % 250 + 1),
+            };
+            (ip.source, ip.destination) = (address(src), address(dst));
         }
         if f.destination_service.is_some() {
             let d = f
