@@ -81,18 +81,29 @@ impl LatencySketch {
     }
 
     fn merge(&mut self, other: &LatencySketch) {
-        if other.is_empty() {
+        let buckets = other.buckets.iter().map(|(i, n)| (*i, *n));
+        self.merge_parts(other.zero, (other.min, other.max), buckets);
+    }
+
+    /// Adds a sketch given by its parts (`buckets` as (index, count)).
+    fn merge_parts(
+        &mut self,
+        zero: u64,
+        (min, max): (u64, u64),
+        buckets: impl ExactSizeIterator<Item = (u32, u64)>,
+    ) {
+        if zero == 0 && buckets.len() == 0 {
             return;
         }
         if self.is_empty() {
-            (self.min, self.max) = (other.min, other.max);
+            (self.min, self.max) = (min, max);
         } else {
-            self.min = self.min.min(other.min);
-            self.max = self.max.max(other.max);
+            self.min = self.min.min(min);
+            self.max = self.max.max(max);
         }
-        self.zero += other.zero;
-        for (i, n) in &other.buckets {
-            *self.buckets.entry(*i).or_default() += n;
+        self.zero += zero;
+        for (i, n) in buckets {
+            *self.buckets.entry(i).or_default() += n;
         }
     }
 
@@ -159,8 +170,9 @@ pub(crate) struct PartialMap {
     /// Rows added (all of them, counted or not): a sidecar says which file it describes.
     pub rows: u64,
     edges: Vec<(EdgeKey, EdgeStats)>,
-    /// `client id \0 server id \0 direction` → index in `edges`.
-    index: HashMap<String, usize>,
+    /// `client id \0 server id \0 direction` → index in `edges` (foldhash: a day's map looks
+    /// up every edge of every sidecar).
+    index: HashMap<String, usize, foldhash::fast::FixedState>,
     key_buf: String,
 }
 
@@ -469,55 +481,66 @@ impl PartialMap {
         .encode_to_vec()
     }
 
-    /// `None` when the bytes are not a sidecar of this version.
-    fn decode(bytes: &[u8]) -> Option<PartialMap> {
-        let pb = SidecarPb::decode(bytes).ok()?;
-        if pb.version != SIDECAR_VERSION {
-            return None;
-        }
-        let ends: Vec<MapEnd> = pb
-            .ends
-            .into_iter()
-            .map(|e| MapEnd {
-                id: e.id,
-                namespace: e.namespace,
-                name: e.name,
-            })
-            .collect();
-        let mut out = PartialMap {
-            rows: pb.rows,
-            ..Default::default()
+    /// Adds the partial a sidecar holds, edge by edge (no partial of it is built: a day's map
+    /// merges hundreds of them). False, with nothing added, when the bytes are not a sidecar of
+    /// this version describing `rows` rows, or do not hold together.
+    fn merge_encoded(&mut self, bytes: &[u8], rows: u64) -> bool {
+        let Ok(pb) = SidecarPb::decode(bytes) else {
+            return false;
         };
-        for e in pb.edges {
-            let key = EdgeKey {
-                client: ends.get(e.client as usize)?.clone(),
-                server: ends.get(e.server as usize)?.clone(),
-                direction: pb.directions.get(e.direction as usize)?.clone(),
-            };
-            if e.bucket_delta.len() != e.bucket_count.len() {
-                return None;
-            }
-            let mut buckets = BTreeMap::new();
-            let mut at = 0u32;
-            for (d, n) in e.bucket_delta.iter().zip(&e.bucket_count) {
-                at = at.checked_add(*d)?;
-                buckets.insert(at, *n);
-            }
-            let stats = EdgeStats {
-                exchanges: e.exchanges,
-                errors: e.errors,
-                latency: LatencySketch {
-                    zero: e.latency_zero,
-                    buckets,
-                    min: e.latency_min,
-                    max: e.latency_max,
-                },
-                drops: e.drops,
-                connections: e.connections,
-            };
-            out.entry(&key).merge(&stats);
+        let holds_together = pb.version == SIDECAR_VERSION
+            && pb.rows == rows
+            && pb.edges.iter().all(|e| {
+                (e.client as usize) < pb.ends.len()
+                    && (e.server as usize) < pb.ends.len()
+                    && (e.direction as usize) < pb.directions.len()
+                    && e.bucket_delta.len() == e.bucket_count.len()
+                    && e.bucket_delta
+                        .iter()
+                        .try_fold(0u32, |at, d| at.checked_add(*d))
+                        .is_some()
+            });
+        if !holds_together {
+            return false;
         }
-        Some(out)
+        self.rows += pb.rows;
+        for e in &pb.edges {
+            let (client, server) = (&pb.ends[e.client as usize], &pb.ends[e.server as usize]);
+            let direction = &pb.directions[e.direction as usize];
+            lookup_key(&mut self.key_buf, &client.id, &server.id, direction);
+            let at = match self.index.get(self.key_buf.as_str()) {
+                Some(&at) => at,
+                None => {
+                    let end = |e: &EndPb| MapEnd {
+                        id: e.id.clone(),
+                        namespace: e.namespace.clone(),
+                        name: e.name.clone(),
+                    };
+                    let key = EdgeKey {
+                        client: end(client),
+                        server: end(server),
+                        direction: direction.clone(),
+                    };
+                    self.index.insert(self.key_buf.clone(), self.edges.len());
+                    self.edges.push((key, EdgeStats::default()));
+                    self.edges.len() - 1
+                }
+            };
+            let stats = &mut self.edges[at].1;
+            stats.exchanges += e.exchanges;
+            stats.errors += e.errors;
+            stats.drops += e.drops;
+            stats.connections += e.connections;
+            let mut bucket = 0u32;
+            let buckets = e.bucket_delta.iter().zip(&e.bucket_count).map(|(d, n)| {
+                bucket += d;
+                (bucket, *n)
+            });
+            stats
+                .latency
+                .merge_parts(e.latency_zero, (e.latency_min, e.latency_max), buckets);
+        }
+        true
     }
 }
 
@@ -551,15 +574,28 @@ pub(crate) fn write_sidecar(path: &Path, p: &PartialMap) -> std::io::Result<u64>
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 pub(crate) fn read_sidecar(path: &Path, rows: u64) -> Option<PartialMap> {
-    let bytes = std::fs::read(path).ok()?;
-    // Sidecars written before they were compressed are plain protobuf, which never starts with
-    // zstd's magic number (its first field, `version`, does).
-    let bytes = if bytes.starts_with(&ZSTD_MAGIC) {
-        zstd::stream::decode_all(bytes.as_slice()).ok()?
-    } else {
-        bytes
-    };
-    PartialMap::decode(&bytes).filter(|p| p.rows == rows)
+    let mut p = PartialMap::default();
+    p.merge_sidecar(path, rows).then_some(p)
+}
+
+impl PartialMap {
+    /// Adds the sidecar at `path`; false, with nothing added, when [`read_sidecar`] would give
+    /// `None`.
+    pub(crate) fn merge_sidecar(&mut self, path: &Path, rows: u64) -> bool {
+        let Ok(bytes) = std::fs::read(path) else {
+            return false;
+        };
+        // Sidecars written before they were compressed are plain protobuf, which never starts
+        // with zstd's magic number (its first field, `version`, does).
+        if bytes.starts_with(&ZSTD_MAGIC) {
+            match zstd::stream::decode_all(bytes.as_slice()) {
+                Ok(plain) => self.merge_encoded(&plain, rows),
+                Err(_) => false,
+            }
+        } else {
+            self.merge_encoded(&bytes, rows)
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -669,8 +705,16 @@ mod tests {
         p.add_batch(&batch, None).unwrap();
         assert!(p.edges.iter().any(|(_, s)| s.latency.count() > 0));
         assert!(p.edges.iter().any(|(_, s)| s.drops > 0));
-        let back = PartialMap::decode(&p.encode()).unwrap();
+        let mut back = PartialMap::default();
+        assert!(back.merge_encoded(&p.encode(), p.rows));
         assert_eq!(back, p);
+        // Added to what a partial already holds, it counts twice; of other rows, not at all.
+        assert!(back.merge_encoded(&p.encode(), p.rows));
+        let mut twice = p.clone();
+        twice.merge(&p);
+        assert_eq!(back, twice);
+        assert!(!back.merge_encoded(&p.encode(), p.rows + 1));
+        assert_eq!(back, twice);
     }
 
     /// Sidecars are written compressed; those written before (plain protobuf) still read.

@@ -19,8 +19,9 @@ use futures::StreamExt;
 use serde::Serialize;
 use webb_proto::Timestamp;
 
-use crate::partial_map::{EdgeStats, MAP_COLUMNS, PartialMap, read_sidecar, sidecar_path};
+use crate::partial_map::{EdgeStats, MAP_COLUMNS, PartialMap, sidecar_path};
 use crate::schema::TIME;
+use crate::segment::Segment;
 use crate::sql::SqlError;
 use crate::store::FlowStore;
 use crate::table::ts_lit;
@@ -116,19 +117,9 @@ impl FlowStore {
         let (inside, mut scan): (Vec<_>, Vec<_>) = files
             .into_iter()
             .partition(|f| f.map_bytes.is_some() && f.min_time >= lo && f.max_time < hi);
-        let (mut partial, unread) = tokio::task::spawn_blocking(move || {
-            let mut partial = PartialMap::default();
-            let mut unread = Vec::new();
-            for f in inside {
-                match read_sidecar(&sidecar_path(&f.path), f.rows) {
-                    Some(p) => partial.merge(&p),
-                    None => unread.push(f),
-                }
-            }
-            (partial, unread)
-        })
-        .await
-        .map_err(|e| SqlError::Execution(e.to_string()))?;
+        let (mut partial, unread) = tokio::task::spawn_blocking(move || merge_sidecars(inside))
+            .await
+            .map_err(|e| SqlError::Execution(e.to_string()))?;
         scan.extend(unread);
 
         let column = |e: crate::partial_map::MapColumnError| SqlError::Execution(e.to_string());
@@ -161,6 +152,42 @@ impl FlowStore {
         }
         Ok(map_of(&partial, q))
     }
+}
+
+/// The merge of the sidecars of `files`, on every core (a day is hundreds of sidecars of
+/// thousands of edges each), and the files whose sidecar could not be read.
+fn merge_sidecars(files: Vec<Segment>) -> (PartialMap, Vec<Segment>) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = files.len().div_ceil(threads).max(1);
+    let merge = |files: &[Segment]| {
+        let mut partial = PartialMap::default();
+        let unread: Vec<Segment> = files
+            .iter()
+            .filter(|f| !partial.merge_sidecar(&sidecar_path(&f.path), f.rows))
+            .cloned()
+            .collect();
+        (partial, unread)
+    };
+    let parts: Vec<(PartialMap, Vec<Segment>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = files
+            .chunks(share)
+            .map(|chunk| s.spawn(move || merge(chunk)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut all = PartialMap::default();
+    let mut unread = Vec::new();
+    for (partial, u) in parts {
+        all.merge(&partial);
+        unread.extend(u);
+    }
+    (all, unread)
 }
 
 /// The map of a partial: per (client, server) the busier traffic direction's exchanges.
