@@ -450,17 +450,15 @@ impl FlowStore {
                 .await?;
             return Ok(out);
         }
-        // A limit past the rows the caller lets us read (`--all` asks for u64::MAX) would make
-        // the top-k a full sort of every match: that stays with the windows.
-        if q.limit.is_some_and(|n| n <= scan_limit)
-            && q.prefilter.as_ref().is_some_and(scan_is_exact)
-        {
-            // The scan alone answers the filter: one query, its limit applied in the scan
-            // (a top-k sort), as SQL's `ORDER BY time DESC LIMIT n` is.
-            out.take_matching(self.stream_flows(q).await?, want, scan_limit, &keep)
-                .await?;
-            return Ok(out);
-        }
+        // When the scan alone answers the filter, each window's query takes only the flows
+        // still wanted (a top-k in the scan, as SQL's `ORDER BY time DESC LIMIT n`): the
+        // newest flows of a busy pod come from the last minute's row groups, those of a quiet
+        // one from a few more windows. (One top-k over the whole range read every row group of
+        // it: 0.26 s for a busy pod's newest 100 of the last hour of 100 M flows a day.) A
+        // limit past the rows the caller lets us read (`--all` asks for u64::MAX) would make
+        // it a full sort of every match: then each window is read whole.
+        let limit_in_scan = q.limit.is_some_and(|n| n <= scan_limit)
+            && q.prefilter.as_ref().is_some_and(scan_is_exact);
         let mut window: i128 = 60_000_000_000;
         let mut end = until;
         while end > since && out.flows.len() < want && !out.scan_limit_hit {
@@ -468,7 +466,7 @@ impl FlowStore {
             let part = FlowQuery {
                 since: Some(Timestamp::from_unix_nanos(start.max(0) as u64)),
                 until: Some(Timestamp::from_unix_nanos(end.max(0) as u64)),
-                limit: None,
+                limit: limit_in_scan.then(|| want - out.flows.len()),
                 newest_first: true,
                 prefilter: q.prefilter.clone(),
             };
