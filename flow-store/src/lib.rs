@@ -14,6 +14,7 @@
 
 pub mod generator;
 mod partial_map;
+mod rebuilt;
 pub mod schema;
 mod segment;
 mod service_map;

@@ -11,12 +11,10 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{ArrayRef, AsArray, StringBuilder};
-use arrow::datatypes::{DataType, UInt32Type, UInt64Type};
+use arrow::datatypes::{UInt32Type, UInt64Type};
 use datafusion::common::Result as DfResult;
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{Expr, ScalarUDF};
 use datafusion::prelude::col;
 use webb_proto::flow::{Flow, Http, L7FlowType, Layer4, Layer7, layer7};
 
@@ -56,12 +54,6 @@ pub(crate) fn shown(stored: Option<&str>, flow: &Flow) -> String {
     }
 }
 
-/// `webb_summary(<SUMMARY_STORED>)`: the `summary` of table `flows`.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct ShowSummary {
-    signature: Signature,
-}
-
 fn external(e: SchemaError) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
@@ -75,104 +67,87 @@ fn u32s<'a>(a: &'a ArrayRef, name: &str) -> DfResult<&'a arrow::array::UInt32Arr
         .ok_or_else(|| DataFusionError::Internal(format!("{name} is not UInt32")))
 }
 
-impl ScalarUDFImpl for ShowSummary {
-    fn name(&self) -> &str {
-        "webb_summary"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let a = ColumnarValue::values_to_arrays(&args.args)?;
-        let [
-            stored,
-            l4_protocol,
-            tcp_flags,
-            icmp_type,
-            icmp_code,
-            l7_type,
-            l7_latency,
-            http_method,
-            http_code,
-            http_url,
-            http_protocol,
-        ] = a.as_slice()
-        else {
-            return Err(DataFusionError::Internal(
-                "webb_summary takes the eleven columns of SUMMARY_STORED".into(),
-            ));
-        };
-        let stored = str_of(stored, SUMMARY)?;
-        let l4_protocol = str_of(l4_protocol, "l4_protocol")?;
-        let tcp_flags = str_of(tcp_flags, "tcp_flags")?;
-        let l7_type = str_of(l7_type, "l7_type")?;
-        let http_method = str_of(http_method, "http_method")?;
-        let http_url = str_of(http_url, "http_url")?;
-        let http_protocol = str_of(http_protocol, "http_protocol")?;
-        let (icmp_type, icmp_code) = (u32s(icmp_type, "icmp_type")?, u32s(icmp_code, "icmp_code")?);
-        let http_code = u32s(http_code, "http_code")?;
-        let l7_latency = l7_latency
-            .as_primitive_opt::<UInt64Type>()
-            .ok_or_else(|| DataFusionError::Internal("l7_latency_ns is not UInt64".into()))?;
+/// `webb_summary(<SUMMARY_STORED>)`: the `summary` of table `flows`.
+fn show(stored: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
+    let [
+        stored,
+        l4_protocol,
+        tcp_flags,
+        icmp_type,
+        icmp_code,
+        l7_type,
+        l7_latency,
+        http_method,
+        http_code,
+        http_url,
+        http_protocol,
+    ] = stored
+    else {
+        unreachable!("called with the columns of SUMMARY_STORED");
+    };
+    let stored = str_of(stored, SUMMARY)?;
+    let l4_protocol = str_of(l4_protocol, "l4_protocol")?;
+    let tcp_flags = str_of(tcp_flags, "tcp_flags")?;
+    let l7_type = str_of(l7_type, "l7_type")?;
+    let http_method = str_of(http_method, "http_method")?;
+    let http_url = str_of(http_url, "http_url")?;
+    let http_protocol = str_of(http_protocol, "http_protocol")?;
+    let (icmp_type, icmp_code) = (u32s(icmp_type, "icmp_type")?, u32s(icmp_code, "icmp_code")?);
+    let http_code = u32s(http_code, "http_code")?;
+    let l7_latency = l7_latency
+        .as_primitive_opt::<UInt64Type>()
+        .ok_or_else(|| DataFusionError::Internal("l7_latency_ns is not UInt64".into()))?;
 
-        let rows = args.number_rows;
-        let mut out = StringBuilder::with_capacity(rows, rows * 24);
-        let mut text = String::new();
-        for i in 0..rows {
-            if let Some(s) = stored.get(i) {
-                out.append_value(s);
-                continue;
-            }
-            // The fields `derived` reads, decoded as `flows_from_batch` decodes them.
-            let l4 = match l4_protocol.get(i) {
-                None | Some("VRRP" | "IGMP") => None,
-                Some(p) => {
-                    let icmp = (
-                        opt(icmp_type, i).unwrap_or_default(),
-                        opt(icmp_code, i).unwrap_or_default(),
-                    );
-                    let protocol =
-                        l4_protocol_at(i, p, (0, 0), icmp, tcp_flags.get(i)).map_err(external)?;
-                    Some(Layer4 { protocol })
-                }
-            };
-            let l7 = match l7_type.get(i) {
-                None => None,
-                Some(t) => Some(Layer7 {
-                    r#type: parse_enum::<L7FlowType>("l7_type", i, Some(t)).map_err(external)?,
-                    latency_ns: opt(l7_latency, i).unwrap_or_default(),
-                    record: http_method.get(i).map(|method| {
-                        layer7::Record::Http(Http {
-                            code: opt(http_code, i).unwrap_or_default(),
-                            method: method.to_owned(),
-                            url: http_url.string(i),
-                            protocol: http_protocol.string(i),
-                            headers: Vec::new(),
-                        })
-                    }),
-                }),
-            };
-            let flow = Flow {
-                l4,
-                l7,
-                ..Default::default()
-            };
-            text.clear();
-            webb_proto::summary::derived_into(&flow, &mut text);
-            out.append_value(&text);
+    let mut out = StringBuilder::with_capacity(rows, rows * 24);
+    let mut text = String::new();
+    for i in 0..rows {
+        if let Some(s) = stored.get(i) {
+            out.append_value(s);
+            continue;
         }
-        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        // The fields `derived` reads, decoded as `flows_from_batch` decodes them.
+        let l4 = match l4_protocol.get(i) {
+            None | Some("VRRP" | "IGMP") => None,
+            Some(p) => {
+                let icmp = (
+                    opt(icmp_type, i).unwrap_or_default(),
+                    opt(icmp_code, i).unwrap_or_default(),
+                );
+                let protocol =
+                    l4_protocol_at(i, p, (0, 0), icmp, tcp_flags.get(i)).map_err(external)?;
+                Some(Layer4 { protocol })
+            }
+        };
+        let l7 = match l7_type.get(i) {
+            None => None,
+            Some(t) => Some(Layer7 {
+                r#type: parse_enum::<L7FlowType>("l7_type", i, Some(t)).map_err(external)?,
+                latency_ns: opt(l7_latency, i).unwrap_or_default(),
+                record: http_method.get(i).map(|method| {
+                    layer7::Record::Http(Http {
+                        code: opt(http_code, i).unwrap_or_default(),
+                        method: method.to_owned(),
+                        url: http_url.string(i),
+                        protocol: http_protocol.string(i),
+                        headers: Vec::new(),
+                    })
+                }),
+            }),
+        };
+        let flow = Flow {
+            l4,
+            l7,
+            ..Default::default()
+        };
+        text.clear();
+        webb_proto::summary::derived_into(&flow, &mut text);
+        out.append_value(&text);
     }
+    Ok(Arc::new(out.finish()))
 }
 
-static SHOW_SUMMARY: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
-    Arc::new(ScalarUDF::new_from_impl(ShowSummary {
-        signature: Signature::any(SUMMARY_STORED.len(), Volatility::Immutable),
-    }))
-});
+static SHOW_SUMMARY: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| crate::rebuilt::udf("webb_summary", SUMMARY_STORED.len(), show));
 
 /// `summary` of table `flows` over the stored columns.
 pub(crate) fn shown_summary() -> Expr {

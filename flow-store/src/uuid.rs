@@ -15,11 +15,8 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, StringBuilder, UInt8Array};
-use arrow::datatypes::DataType;
 use datafusion::common::Result as DfResult;
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::ScalarUDF;
 
 use crate::schema::{SchemaError, Str};
 
@@ -120,39 +117,17 @@ impl<'a> UuidCols<'a> {
 }
 
 /// `webb_uuid(uuid_head, uuid_tail, uuid_text)`: the `uuid` of table `flows`.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct JoinUuid {
-    signature: Signature,
+fn join(stored: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
+    let [head, tail, text] = stored else {
+        unreachable!("called with the three columns `join_udf` names");
+    };
+    let cols = UuidCols::of(head.as_ref(), tail.as_ref(), text.as_ref())
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+    Ok(cols.array(rows))
 }
 
-impl ScalarUDFImpl for JoinUuid {
-    fn name(&self) -> &str {
-        "webb_uuid"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let a = ColumnarValue::values_to_arrays(&args.args)?;
-        let [head, tail, text] = a.as_slice() else {
-            return Err(datafusion::error::DataFusionError::Internal(
-                "webb_uuid takes three columns".into(),
-            ));
-        };
-        let cols = UuidCols::of(head.as_ref(), tail.as_ref(), text.as_ref())
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        Ok(ColumnarValue::Array(cols.array(args.number_rows)))
-    }
-}
-
-static JOIN_UUID: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
-    Arc::new(ScalarUDF::new_from_impl(JoinUuid {
-        signature: Signature::any(3, Volatility::Immutable),
-    }))
-});
+static JOIN_UUID: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| crate::rebuilt::udf("webb_uuid", 3, join));
 
 /// The UDF that turns the stored columns back into `uuid`.
 pub(crate) fn join_udf() -> Arc<ScalarUDF> {
