@@ -284,8 +284,8 @@ impl<G: RowGroupColumns> Ordered<G> {
             inner.column(id?)?,
             inner.column(time?)?,
         );
-        // One packed key per row (a null sorts as 0, or as the earliest time): a sort of plain
-        // integers, several times faster than arrow's comparator over three columns.
+        // One packed key per row (a null sorts as 0, or as the earliest time), sorted as plain
+        // integers; the position breaks ties, so equal keys keep their order.
         let mut keys: Vec<(u128, u32)> = Vec::new();
         let mut rows = Vec::new();
         for (array, ((identity, id), time)) in identity.iter().zip(&id).zip(&time).enumerate() {
