@@ -217,9 +217,23 @@ fn row_group_rows(props: &WriterProperties) -> usize {
 
 /// One row group's rows, handed to the writer one top-level column of [`file_schema`] at a time.
 trait RowGroupColumns {
+    /// Hands `write` the arrays of top-level column `index`, in row order, one at a time (so
+    /// that the whole column need not be in memory twice).
+    fn each_array(&mut self, index: usize, write: &mut ArraySink<'_>) -> Result<(), ParquetError>;
+
     /// The arrays of top-level column `index`, in row order.
-    fn column(&mut self, index: usize) -> Result<Vec<ArrayRef>, ParquetError>;
+    fn column(&mut self, index: usize) -> Result<Vec<ArrayRef>, ParquetError> {
+        let mut arrays = Vec::new();
+        self.each_array(index, &mut |a| {
+            arrays.push(a);
+            Ok(())
+        })?;
+        Ok(arrays)
+    }
 }
+
+/// What [`RowGroupColumns::each_array`] hands each array to.
+type ArraySink<'a> = dyn FnMut(ArrayRef) -> Result<(), ParquetError> + 'a;
 
 /// Writes each row group a column at a time, so that one column's encoder, zstd context,
 /// dictionary and pages are in memory at once. `ArrowWriter` encodes all ~85 columns of a row
@@ -244,11 +258,12 @@ fn write_row_groups<W: Write + Send, G: RowGroupColumns>(
         let mut row_group = file.next_row_group()?;
         for (k, field) in schema.fields().iter().enumerate() {
             let mut column: Vec<_> = writers.by_ref().take(leaves_of[k]).collect();
-            for array in group.column(k)? {
+            group.each_array(k, &mut |array| {
                 for (writer, leaf) in column.iter_mut().zip(compute_leaves(field, &array)?) {
                     writer.write(&leaf)?;
                 }
-            }
+                Ok(())
+            })?;
             for writer in column {
                 writer.close()?.append_to_row_group(&mut row_group)?;
             }
@@ -318,21 +333,35 @@ impl<G: RowGroupColumns> Ordered<G> {
     }
 }
 
+/// Rows gathered at a time: an ordered copy of a whole column (labels of 128 Ki rows: ~20 MB)
+/// raised webb-relay's peak memory by as much.
+const ORDERED_CHUNK_ROWS: usize = 8192;
+
 impl<G: RowGroupColumns> RowGroupColumns for Ordered<G> {
-    fn column(&mut self, index: usize) -> Result<Vec<ArrayRef>, ParquetError> {
+    fn each_array(&mut self, index: usize, write: &mut ArraySink<'_>) -> Result<(), ParquetError> {
         let arrays = self.inner.column(index)?;
         let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
-        let ordered = if let Some(DataType::Dictionary(..)) = arrays.first().map(|a| a.data_type())
-        {
+        if let Some(DataType::Dictionary(..)) = arrays.first().map(|a| a.data_type()) {
             // `take` moves the keys only, over the one dictionary `concat` merges.
             let all = arrow::compute::concat(&refs)?;
-            arrow::compute::take(&all, &self.positions, None)?
+            drop(arrays);
+            for chunk in 0..self.positions.len().div_ceil(ORDERED_CHUNK_ROWS) {
+                let start = chunk * ORDERED_CHUNK_ROWS;
+                let len = ORDERED_CHUNK_ROWS.min(self.positions.len() - start);
+                write(arrow::compute::take(
+                    &all,
+                    &self.positions.slice(start, len),
+                    None,
+                )?)?;
+            }
         } else {
             // Lists (labels, policies, headers): `interleave` gathers their children in one
             // pass where `take` extends them row by row (labels: 14 against 38 ms per row group).
-            arrow::compute::interleave(&refs, &self.order)?
-        };
-        Ok(vec![ordered])
+            for chunk in self.order.chunks(ORDERED_CHUNK_ROWS) {
+                write(arrow::compute::interleave(&refs, chunk)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -340,8 +369,10 @@ impl<G: RowGroupColumns> RowGroupColumns for Ordered<G> {
 struct SlicedGroup(Vec<RecordBatch>);
 
 impl RowGroupColumns for SlicedGroup {
-    fn column(&mut self, index: usize) -> Result<Vec<ArrayRef>, ParquetError> {
-        Ok(self.0.iter().map(|b| b.column(index).clone()).collect())
+    fn each_array(&mut self, index: usize, write: &mut ArraySink<'_>) -> Result<(), ParquetError> {
+        self.0
+            .iter()
+            .try_for_each(|b| write(b.column(index).clone()))
     }
 }
 
@@ -381,8 +412,7 @@ struct MergedGroup<'a> {
 }
 
 impl RowGroupColumns for MergedGroup<'_> {
-    fn column(&mut self, index: usize) -> Result<Vec<ArrayRef>, ParquetError> {
-        let mut arrays = Vec::new();
+    fn each_array(&mut self, index: usize, write: &mut ArraySink<'_>) -> Result<(), ParquetError> {
         for (input, row_groups) in &self.members {
             let Input { file, meta } = &self.inputs[*input];
             let reader =
@@ -392,10 +422,10 @@ impl RowGroupColumns for MergedGroup<'_> {
                     .with_batch_size(8_192)
                     .build()?;
             for b in reader {
-                arrays.push(b?.column(0).clone());
+                write(b?.column(0).clone())?;
             }
         }
-        Ok(arrays)
+        Ok(())
     }
 }
 
