@@ -573,6 +573,7 @@ pub(crate) fn write_sidecar(path: &Path, p: &PartialMap) -> std::io::Result<u64>
 /// describe `rows` rows (its file is then scanned instead).
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
+#[cfg(test)]
 pub(crate) fn read_sidecar(path: &Path, rows: u64) -> Option<PartialMap> {
     let mut p = PartialMap::default();
     p.merge_sidecar(path, rows).then_some(p)

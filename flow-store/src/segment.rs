@@ -32,8 +32,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 
-use crate::partial_map::{PartialMap, read_sidecar, sidecar_path, write_sidecar};
-use crate::schema::{TIME, file_schema};
+use crate::partial_map::{PartialMap, sidecar_path, write_sidecar};
+use crate::schema::{TIME, file_schema, opt};
 use crate::uuid::{UUID_HEAD, UUID_TAIL, UUID_TEXT};
 
 pub(crate) const NS_PER_HOUR: i64 = 3_600_000_000_000;
@@ -310,11 +310,9 @@ impl<G: RowGroupColumns> Ordered<G> {
                 time.as_primitive::<TimestampNanosecondType>(),
             );
             for r in 0..identity.len() {
-                let identity = identity.is_valid(r).then(|| identity.value(r));
-                let id = id.is_valid(r).then(|| id.value(r));
-                let time = time.is_valid(r).then(|| time.value(r));
-                let (identity, id) = (identity.unwrap_or(0), id.unwrap_or(0));
-                let time = time.unwrap_or(i64::MIN);
+                let identity = opt(identity, r).unwrap_or(0);
+                let id = opt(id, r).unwrap_or(0);
+                let time = opt(time, r).unwrap_or(i64::MIN);
                 let key = (u128::from(identity) << 96)
                     | (u128::from(id) << 64)
                     | u128::from((time as u64) ^ (1 << 63));
@@ -504,13 +502,8 @@ pub(crate) fn merge(
     let mut map = PartialMap::default();
     let mut map_ok = true;
     for s in run {
-        match s
-            .map_bytes
-            .and_then(|_| read_sidecar(&sidecar_path(&s.path), s.rows))
-        {
-            Some(p) => map.merge(&p),
-            None => map_ok = false,
-        }
+        map_ok =
+            map_ok && s.map_bytes.is_some() && map.merge_sidecar(&sidecar_path(&s.path), s.rows);
     }
     let rows = row_group_rows(&props);
     // Row groups already a quarter full or more (a flush at a high rate) are spliced byte for
@@ -752,7 +745,6 @@ mod tests {
     use webb_proto::Timestamp;
 
     use super::*;
-    use crate::FlowBatchBuilder;
     use crate::generator::FlowGenerator;
 
     #[test]
@@ -766,15 +758,12 @@ mod tests {
     }
 
     fn batches(g: &FlowGenerator, from: usize, rows: &[usize]) -> Vec<RecordBatch> {
-        let mut b = FlowBatchBuilder::new();
         let mut at = from;
         rows.iter()
             .map(|&n| {
-                for f in g.batch(at, n) {
-                    b.append(&f);
-                }
+                let batch = crate::flows_to_batch(&g.batch(at, n));
                 at += n;
-                b.finish()
+                batch
             })
             .collect()
     }
@@ -833,8 +822,7 @@ mod tests {
 
     /// Files of `sizes` (each a list of batch sizes) merged with row groups of `limit` rows:
     /// checks that the merged file holds the inputs' rows (each row group in endpoint order)
-    /// and a sidecar of them, and
-    /// returns the file and its row groups' sizes.
+    /// and a sidecar of them, and returns the file and its row groups' sizes.
     fn merge_checked(dir: &Path, limit: usize, sizes: &[&[usize]]) -> (Segment, Vec<i64>) {
         let g = FlowGenerator::new(40, Timestamp::now(), 1_000);
         let hour = 1_795_820_400 / 3600;
@@ -862,7 +850,7 @@ mod tests {
         }
         assert!(!expect.sorted().is_empty());
         assert_eq!(
-            read_sidecar(&sidecar_path(&merged.path), merged.rows),
+            crate::partial_map::read_sidecar(&sidecar_path(&merged.path), merged.rows),
             Some(expect),
             "the merged sidecar describes the merged rows"
         );

@@ -10,8 +10,8 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{ArrayRef, AsArray, StringBuilder};
-use arrow::datatypes::{UInt32Type, UInt64Type};
+use arrow::array::{ArrayRef, AsArray, PrimitiveArray, StringBuilder};
+use arrow::datatypes::{ArrowPrimitiveType, UInt32Type, UInt64Type};
 use datafusion::common::Result as DfResult;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, ScalarUDF};
@@ -62,9 +62,12 @@ fn str_of<'a>(a: &'a ArrayRef, name: &'static str) -> DfResult<Str<'a>> {
     Str::of(a.as_ref(), name).map_err(external)
 }
 
-fn u32s<'a>(a: &'a ArrayRef, name: &str) -> DfResult<&'a arrow::array::UInt32Array> {
-    a.as_primitive_opt::<UInt32Type>()
-        .ok_or_else(|| DataFusionError::Internal(format!("{name} is not UInt32")))
+fn primitive<'a, T: ArrowPrimitiveType>(
+    a: &'a ArrayRef,
+    name: &str,
+) -> DfResult<&'a PrimitiveArray<T>> {
+    a.as_primitive_opt::<T>()
+        .ok_or_else(|| DataFusionError::Internal(format!("{name} is not {:?}", T::DATA_TYPE)))
 }
 
 /// `webb_summary(<SUMMARY_STORED>)`: the `summary` of table `flows`.
@@ -92,11 +95,10 @@ fn show(stored: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
     let http_method = str_of(http_method, "http_method")?;
     let http_url = str_of(http_url, "http_url")?;
     let http_protocol = str_of(http_protocol, "http_protocol")?;
-    let (icmp_type, icmp_code) = (u32s(icmp_type, "icmp_type")?, u32s(icmp_code, "icmp_code")?);
-    let http_code = u32s(http_code, "http_code")?;
-    let l7_latency = l7_latency
-        .as_primitive_opt::<UInt64Type>()
-        .ok_or_else(|| DataFusionError::Internal("l7_latency_ns is not UInt64".into()))?;
+    let icmp_type = primitive::<UInt32Type>(icmp_type, "icmp_type")?;
+    let icmp_code = primitive::<UInt32Type>(icmp_code, "icmp_code")?;
+    let http_code = primitive::<UInt32Type>(http_code, "http_code")?;
+    let l7_latency = primitive::<UInt64Type>(l7_latency, "l7_latency_ns")?;
 
     let mut out = StringBuilder::with_capacity(rows, rows * 24);
     let mut text = String::new();
